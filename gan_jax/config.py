@@ -1,0 +1,89 @@
+"""The default configuration: the classic DCGAN on CIFAR-10 (32x32x3, batch 128, Adam 2e-4/0.5)."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def default_config() -> ml_collections.ConfigDict:
+    """The default `ConfigDict`; `configs/default.py:get_config()` returns the same.
+
+    Example:
+      >>> import gan_jax
+      >>> config = gan_jax.default_config()
+      >>> config.dataset, config.batch_size, config.g_learning_rate
+      ('cifar10', 128, 0.0002)
+    """
+    config = ml_collections.ConfigDict()
+    # Same seed, same run: parameters, noise and data order all derive from it.
+    config.seed = 0
+
+    # Data.
+    # A tfds name (cifar10, mnist, fashion_mnist, celeb_a, lsun/bedroom, ...),
+    # "digits" (scikit-learn's bundled 8x8 digits, no download) or
+    # "folder:/path/to/images" (your own png/jpg files, nested or flat).
+    config.dataset = "cifar10"
+    # tfds data directory; None uses tfds's default (~/tensorflow_datasets).
+    config.data_dir = None
+    # Directory with the original archive files of mnist, fashion_mnist or
+    # cifar10, to prepare them offline instead of downloading; None downloads.
+    config.archive_dir = None
+    # tfds split to train on.
+    config.split = "train"
+    # Side of the square training images (a power of two, 16 to 256).
+    config.image_size = 32
+    # Image channels: 1 (grayscale) or 3 (RGB); data is converted to match.
+    config.channels = 3
+    # Shuffle buffer in examples (at most the dataset's size is used).
+    config.shuffle_buffer = 50_000
+    # Unreadable images in a folder dataset: "fail" or "skip" (skipped ones are counted).
+    config.bad_images = "fail"
+
+    # Model.
+    # Size of the generator's input noise.
+    config.latent_dim = 100
+    # Channels of the generator's last hidden stage (earlier stages double it).
+    config.g_width = 64
+    # Channels of the discriminator's first stage (later stages double it).
+    config.d_width = 64
+    # Computation dtype: "float32", or "bfloat16" (parameters, optimiser and
+    # BatchNorm statistics stay float32).
+    config.dtype = "float32"
+    # Compute the generator's transposed convolutions as sub-pixel convolutions
+    # (the same function; faster on some hardware).
+    config.subpixel = False
+
+    # Optimisation.
+    # GAN loss: non_saturating, hinge, wasserstein or least_squares.
+    config.loss = "non_saturating"
+    # Global batch size (split over all devices).
+    config.batch_size = 128
+    # Training steps (one D and one G update each).
+    config.num_train_steps = 50_000
+    # Adam learning rates and moments, as in the DCGAN paper.
+    config.g_learning_rate = 2e-4
+    config.d_learning_rate = 2e-4
+    config.b1 = 0.5
+    config.b2 = 0.999
+    config.adam_eps = 1e-8
+
+    # Devices.
+    # "auto": jax.jit with the batch sharded over all devices; "pmap": jax.pmap.
+    config.parallel = "auto"
+    # Training steps run per dispatch to the device (lax.scan over that many batches).
+    config.steps_per_dispatch = 1
+
+    # Logging and checkpoints.
+    # Steps between metric logs (the only time the host waits for the device).
+    config.log_every_steps = 100
+    # Steps between sample grids (fixed noise); 0 disables.
+    config.sample_every_steps = 1000
+    # Number of images in a sample grid (a square number looks best).
+    config.num_sample_images = 64
+    # Steps between checkpoints; a checkpoint is also written at the end and on SIGTERM/Ctrl-C.
+    config.checkpoint_every_steps = 1000
+    # Checkpoints kept in the workdir.
+    config.keep_checkpoints = 3
+    # Stop with an error when a loss is NaN/inf (checked at every log).
+    config.halt_on_nonfinite = True
+    return config

@@ -1,0 +1,124 @@
+"""Training states of the generator and the discriminator.
+
+Everything `train_step` needs to know about a run lives in the two states: the
+parameters, BatchNorm statistics and optimiser state as pytree leaves, and the
+modules and the loss settings as static (hashable) fields. `train_step` therefore
+takes no static arguments and jits or pmaps as it is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import struct
+from flax.training import train_state
+
+from gan_jax import models
+from gan_jax.losses import get_loss
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class GANSpec:
+    """Static settings of the adversarial game (hashable, so jit treats them as constants).
+
+    Attributes:
+      loss: a name registered in `gan_jax.losses.LOSSES`.
+      latent_dim: size of the generator's input noise.
+    """
+
+    loss: str = "non_saturating"
+    latent_dim: int = 100
+
+
+class TrainState(train_state.TrainState):
+    """A flax `TrainState` with BatchNorm statistics and its (static) module."""
+
+    batch_stats: Any = None
+    model: nn.Module = struct.field(pytree_node=False, default=None)
+    spec: GANSpec = struct.field(pytree_node=False, default_factory=GANSpec)
+
+    def variables(self, params: Any | None = None) -> dict[str, Any]:
+        """The Flax variables dict, optionally with other `params`."""
+        return {"params": self.params if params is None else params, "batch_stats": self.batch_stats}
+
+
+def make_models(config: ml_collections.ConfigDict) -> tuple[models.Generator, models.Discriminator]:
+    """The generator and discriminator described by `config`."""
+    if config.dtype not in DTYPES:
+        raise ValueError(
+            f"unknown dtype {config.dtype!r}; use one of {sorted(DTYPES)} (--config.dtype=float32)."
+        )
+    dtype = DTYPES[config.dtype]
+    generator = models.Generator(
+        image_size=config.image_size,
+        channels=config.channels,
+        width=config.g_width,
+        dtype=dtype,
+        subpixel=config.subpixel,
+    )
+    discriminator = models.Discriminator(
+        image_size=config.image_size, channels=config.channels, width=config.d_width, dtype=dtype
+    )
+    return generator, discriminator
+
+
+def make_spec(config: ml_collections.ConfigDict) -> GANSpec:
+    """The static game settings described by `config` (validates the loss name)."""
+    get_loss(config.loss)
+    return GANSpec(loss=config.loss, latent_dim=config.latent_dim)
+
+
+def _adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    return optax.adam(learning_rate, b1=config.b1, b2=config.b2, eps=config.adam_eps)
+
+
+def create_train_states(
+    config: ml_collections.ConfigDict, rng: jax.Array
+) -> tuple[TrainState, TrainState]:
+    """Initialises `(g_state, d_state)`, each with its own Adam optimiser.
+
+    Example:
+      >>> import jax, gan_jax
+      >>> config = gan_jax.default_config()
+      >>> g_state, d_state = gan_jax.create_train_states(config, jax.random.key(0))
+      >>> int(g_state.step), g_state.model.image_size
+      (0, 32)
+    """
+    models.num_stages(config.image_size)
+    generator, discriminator = make_models(config)
+    spec = make_spec(config)
+    g_rng, d_rng = jax.random.split(rng)
+    z = jnp.zeros((1, config.latent_dim), jnp.float32)
+    x = jnp.zeros((1, config.image_size, config.image_size, config.channels), jnp.float32)
+    g_vars = jax.jit(lambda k: generator.init(k, z, train=False))(g_rng)
+    d_vars = jax.jit(lambda k: discriminator.init(k, x, train=False))(d_rng)
+    g_state = TrainState.create(
+        apply_fn=generator.apply,
+        params=g_vars["params"],
+        batch_stats=g_vars["batch_stats"],
+        tx=_adam(config.g_learning_rate, config),
+        model=generator,
+        spec=spec,
+    )
+    d_state = TrainState.create(
+        apply_fn=discriminator.apply,
+        params=d_vars["params"],
+        batch_stats=d_vars["batch_stats"],
+        tx=_adam(config.d_learning_rate, config),
+        model=discriminator,
+        spec=spec,
+    )
+    return g_state, d_state
+
+
+def count_params(params: Any) -> int:
+    """Number of scalars in a parameter pytree."""
+    return sum(int(x.size) for x in jax.tree.leaves(params))

@@ -1,0 +1,150 @@
+"""The pure GAN training step and sampling.
+
+`train_step` is a pure function of `(g_state, d_state, images, rng)`. It runs as
+it is under `jax.jit` (one device, or a batch sharded over a mesh: BatchNorm and
+gradients are then those of the global batch by construction) and under
+`jax.pmap` / `shard_map` with `axis_name` set (gradients and BatchNorm statistics
+are averaged over that axis, so the result does not depend on the device count).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from gan_jax.losses import get_loss
+from gan_jax.state import TrainState
+
+Metrics = dict[str, jax.Array]
+
+
+def _axis_size(axis_name: str) -> int:
+    return jax.lax.psum(1, axis_name)
+
+
+def sample_latent(
+    rng: jax.Array, batch_size: int, latent_dim: int, axis_name: str | None = None
+) -> jax.Array:
+    """Standard normal noise (batch_size, latent_dim).
+
+    With `axis_name`, every device draws the global batch's noise and keeps its
+    own slice, so the noise does not depend on how the batch is split.
+    """
+    if axis_name is None:
+        return jax.random.normal(rng, (batch_size, latent_dim), jnp.float32)
+    n = _axis_size(axis_name)
+    z = jax.random.normal(rng, (n * batch_size, latent_dim), jnp.float32)
+    start = jax.lax.axis_index(axis_name) * batch_size
+    return jax.lax.dynamic_slice_in_dim(z, start, batch_size)
+
+
+def _with_axis(state: TrainState, axis_name: str | None) -> Any:
+    return state.model if axis_name is None else state.model.clone(axis_name=axis_name)
+
+
+def _pmean(tree: Any, axis_name: str | None) -> Any:
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def train_step(
+    g_state: TrainState,
+    d_state: TrainState,
+    images: jax.Array,
+    rng: jax.Array,
+    axis_name: str | None = None,
+) -> tuple[TrainState, TrainState, Metrics]:
+    """One discriminator update, then one generator update.
+
+    The generator runs forward once: its output feeds the discriminator update as
+    a constant and the generator update through `jax.vjp`, as in the reference
+    PyTorch loop. BatchNorm running statistics are updated by every train-mode
+    forward, as in PyTorch.
+
+    Args:
+      g_state, d_state: the states from `create_train_states`.
+      images: float32 (N, H, W, C) in [-1, 1] (the local batch under pmap).
+      rng: a PRNG key for this step, e.g. `jax.random.fold_in(key, step)`.
+      axis_name: the mapped axis under pmap/shard_map, else None.
+
+    Returns:
+      The new states and scalar metrics: `d_loss`, `g_loss`, `d_real` and
+      `d_fake` (mean D(x) and D(G(z)) as probabilities, before the D update),
+      and the global gradient norms `d_grad_norm`, `g_grad_norm`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, gan_jax
+      >>> config = gan_jax.default_config()
+      >>> g_state, d_state = gan_jax.create_train_states(config, jax.random.key(0))
+      >>> images = jnp.zeros((8, 32, 32, 3))
+      >>> step = jax.jit(gan_jax.train_step)
+      >>> g_state, d_state, metrics = step(g_state, d_state, images, jax.random.key(1))
+      >>> sorted(metrics)[:4], int(g_state.step)
+      (['d_fake', 'd_grad_norm', 'd_loss', 'd_real'], 1)
+    """
+    loss = get_loss(d_state.spec.loss)
+    generator, discriminator = _with_axis(g_state, axis_name), _with_axis(d_state, axis_name)
+    z = sample_latent(rng, images.shape[0], d_state.spec.latent_dim, axis_name)
+
+    def g_forward(params):
+        fakes, updates = generator.apply(g_state.variables(params), z, mutable=["batch_stats"])
+        return fakes, updates["batch_stats"]
+
+    fakes, g_vjp, g_batch_stats = jax.vjp(g_forward, g_state.params, has_aux=True)
+
+    def d_apply(params, batch_stats, x):
+        logits, updates = discriminator.apply(
+            {"params": params, "batch_stats": batch_stats}, x, mutable=["batch_stats"]
+        )
+        return logits, updates["batch_stats"]
+
+    def d_loss_fn(params):
+        real_logits, stats = d_apply(params, d_state.batch_stats, images)
+        fake_logits, stats = d_apply(params, stats, fakes)
+        return loss.d_loss(real_logits, fake_logits), (real_logits, fake_logits, stats)
+
+    (d_loss, (real_logits, fake_logits, d_stats)), d_grads = jax.value_and_grad(
+        d_loss_fn, has_aux=True
+    )(d_state.params)
+    d_grads = _pmean(d_grads, axis_name)
+    d_state = d_state.apply_gradients(grads=d_grads, batch_stats=d_stats)
+
+    def g_loss_fn(fakes):
+        logits, stats = d_apply(d_state.params, d_state.batch_stats, fakes)
+        return loss.g_loss(logits), stats
+
+    (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
+    (g_grads,) = g_vjp(fake_grads)
+    g_grads = _pmean(g_grads, axis_name)
+    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_batch_stats)
+    d_state = d_state.replace(batch_stats=d_stats)
+
+    metrics = {
+        "d_loss": d_loss,
+        "g_loss": g_loss,
+        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
+        "d_grad_norm": optax.global_norm(d_grads),
+        "g_grad_norm": optax.global_norm(g_grads),
+    }
+    return g_state, d_state, _pmean(metrics, axis_name)
+
+
+def generate(g_state: TrainState, rng: jax.Array, n: int) -> jax.Array:
+    """`n` images in [-1, 1] from the generator in eval mode (running BatchNorm statistics).
+
+    Example:
+      >>> import jax, gan_jax
+      >>> g_state, _ = gan_jax.create_train_states(gan_jax.default_config(), jax.random.key(0))
+      >>> gan_jax.generate(g_state, jax.random.key(1), 4).shape
+      (4, 32, 32, 3)
+    """
+    z = sample_latent(rng, n, g_state.spec.latent_dim)
+    return generate_from_latent(g_state, z)
+
+
+def generate_from_latent(g_state: TrainState, z: jax.Array) -> jax.Array:
+    """Images in [-1, 1] for the given latent vectors (eval-mode BatchNorm)."""
+    return g_state.model.apply(g_state.variables(), z, train=False)
