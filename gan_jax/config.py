@@ -28,6 +28,8 @@ def default_config() -> ml_collections.ConfigDict:
     # Directory with the original archive files of mnist, fashion_mnist or
     # cifar10, to prepare them offline instead of downloading; None downloads.
     config.archive_dir = None
+    # Let tfds download and prepare a dataset that is not in data_dir yet.
+    config.download = True
     # tfds split to train on.
     config.split = "train"
     # Side of the square training images (a power of two, 16 to 256).
