@@ -1,0 +1,52 @@
+"""FID, KID and Inception Score with the FID Inception-v3, in JAX.
+
+    from gan_jax import metrics
+
+    extractor = metrics.InceptionExtractor()             # converted weights, "tf1" resize
+    ref = metrics.reference_stats(real_batches, "ref.npz", {"dataset": "cifar10"}, extractor)
+    result = metrics.evaluate_images(fake_batches, ref, extractor, num_images=10_000)
+
+Weights: `python -m gan_jax.metrics.convert` once (see docs/evaluation.md).
+"""
+
+from gan_jax.metrics.extractor import Activations, InceptionExtractor
+from gan_jax.metrics.inception import FEATURE_DIM, NUM_CLASSES, InceptionV3
+from gan_jax.metrics.preprocess import RESIZE_MODES, resize_bilinear, to_inception_input
+from gan_jax.metrics.scores import (
+    fid_from_features,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+    mean_and_covariance,
+)
+from gan_jax.metrics.stats import (
+    Stats,
+    evaluate_images,
+    fid,
+    reference_stats,
+    stats_from_activations,
+)
+from gan_jax.metrics.weights import default_weights_path, load_weights
+
+__all__ = [
+    "FEATURE_DIM",
+    "NUM_CLASSES",
+    "RESIZE_MODES",
+    "Activations",
+    "InceptionExtractor",
+    "InceptionV3",
+    "Stats",
+    "default_weights_path",
+    "evaluate_images",
+    "fid",
+    "fid_from_features",
+    "frechet_distance",
+    "inception_score",
+    "kernel_inception_distance",
+    "load_weights",
+    "mean_and_covariance",
+    "reference_stats",
+    "resize_bilinear",
+    "stats_from_activations",
+    "to_inception_input",
+]

@@ -1,0 +1,163 @@
+"""Feature statistics, their cache files, and FID/KID/IS of generated images against them.
+
+A statistics file (`.npz`) holds `mu` (2048,) and `sigma` (2048, 2048) in float64, the
+number of images, optionally up to `kid_features` raw features (for KID), and a JSON
+`meta` dict: at least `weights_id` and `resize_mode`, plus what the caller describes
+the data with (dataset name, split, image size, ...). `reference_stats` reuses a file
+only when every one of those entries matches, so changing the data, the resize mode
+or the network recomputes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from gan_jax.metrics import scores
+from gan_jax.metrics.extractor import Activations, InceptionExtractor
+
+STATS_VERSION = 1
+
+
+@dataclasses.dataclass
+class Stats:
+    """Gaussian statistics of Inception features, and how they were made."""
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    num_images: int
+    meta: dict[str, Any]
+    features: np.ndarray | None = None  # A random subset of the raw features, for KID.
+
+    def save(self, path: str) -> None:
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        arrays = {"mu": self.mu, "sigma": self.sigma, "num_images": np.int64(self.num_images)}
+        if self.features is not None:
+            arrays["features"] = self.features
+        meta = dict(self.meta, stats_version=STATS_VERSION)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: str) -> Stats:
+        with np.load(path, allow_pickle=False) as f:
+            return cls(
+                mu=f["mu"],
+                sigma=f["sigma"],
+                num_images=int(f["num_images"]),
+                meta=json.loads(str(f["meta"])),
+                features=f["features"] if "features" in f else None,
+            )
+
+
+def stats_from_activations(
+    acts: Activations, meta: Mapping[str, Any] | None = None, kid_features: int = 0, seed: int = 0
+) -> Stats:
+    """Stats of `acts`; keeps a random `kid_features` of the raw features for KID."""
+    mu, sigma = scores.mean_and_covariance(acts.features)
+    kept = None
+    if kid_features:
+        n = len(acts.features)
+        idx = np.random.default_rng(seed).choice(n, min(kid_features, n), replace=False)
+        kept = acts.features[np.sort(idx)]
+    full_meta = {**(meta or {}), "weights_id": acts.weights_id, "resize_mode": acts.resize_mode}
+    return Stats(mu, sigma, len(acts.features), full_meta, kept)
+
+
+def _mismatch(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
+    return [k for k, v in expected.items() if stored.get(k) != v]
+
+
+def reference_stats(
+    images: Iterable[np.ndarray],
+    cache_path: str | None,
+    meta: Mapping[str, Any],
+    extractor: InceptionExtractor | None = None,
+    num_images: int | None = None,
+    kid_features: int = 0,
+) -> Stats:
+    """Statistics of a reference image set, read from `cache_path` when it matches.
+
+    Args:
+      images: iterable of NHWC batches ([-1, 1] floats or uint8); consumed only when
+        the cache is missing or stale (pass a generator to keep that lazy).
+      cache_path: `.npz` file to read or write; None never caches.
+      meta: JSON-serialisable description of the data (e.g. dataset, split, image_size).
+      extractor: the network; None builds `InceptionExtractor()` (default weights, "tf1").
+      num_images: evaluate at most this many images (None: all).
+      kid_features: raw features to keep for KID (0: none).
+    """
+    extractor = extractor or InceptionExtractor()
+    expected = {
+        **meta,
+        "weights_id": extractor.weights_id,
+        "resize_mode": extractor.resize_mode,
+        "num_images_requested": num_images,
+    }
+    if cache_path and os.path.exists(cache_path):
+        cached = Stats.load(cache_path)
+        stale = _mismatch(cached.meta, expected)
+        if kid_features and (cached.features is None or len(cached.features) < min(
+            kid_features, cached.num_images
+        )):
+            stale.append("kid_features")
+        if not stale:
+            return cached
+        logging.info("reference statistics %s are stale (%s); recomputing.", cache_path, stale)
+    acts = extractor.extract(images, num_images)
+    stats = stats_from_activations(acts, expected, kid_features)
+    if cache_path:
+        stats.save(cache_path)
+    return stats
+
+
+def _check_comparable(a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
+    for key in ("weights_id", "resize_mode"):
+        if a.get(key) != b.get(key):
+            raise ValueError(
+                f"statistics were computed with different {key} ({a.get(key)!r} vs "
+                f"{b.get(key)!r}); recompute the reference with the same extractor settings."
+            )
+
+
+def fid(stats1: Stats, stats2: Stats) -> float:
+    """FID between two `Stats`, refusing ones made with different networks or resizing."""
+    _check_comparable(stats1.meta, stats2.meta)
+    return scores.frechet_distance(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
+
+
+def evaluate_images(
+    images: Iterable[np.ndarray],
+    reference: Stats,
+    extractor: InceptionExtractor | None = None,
+    num_images: int | None = None,
+    kid: bool = True,
+    inception_score: bool = True,
+) -> dict[str, Any]:
+    """FID (and KID / IS when possible) of an image set against reference statistics.
+
+    KID needs `reference.features`; IS needs weights with the classifier. Returns flat
+    scalars plus `num_images`, `resize_mode` and `weights_id`.
+    """
+    extractor = extractor or InceptionExtractor(resize_mode=reference.meta["resize_mode"])
+    acts = extractor.extract(images, num_images)
+    generated = stats_from_activations(acts)
+    result: dict[str, Any] = {"fid": fid(generated, reference)}
+    if kid and reference.features is not None:
+        result["kid_mean"], result["kid_std"] = scores.kernel_inception_distance(
+            acts.features, reference.features
+        )
+    if inception_score and acts.logits is not None:
+        result["is_mean"], result["is_std"] = scores.inception_score(acts.logits)
+    result.update(
+        num_images=len(acts.features), resize_mode=acts.resize_mode, weights_id=acts.weights_id
+    )
+    return result

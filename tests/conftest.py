@@ -1,0 +1,43 @@
+"""Shared test settings: small, fast configs and a CPU-only TensorFlow."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_collection_modifyitems(config, items):
+    if any(d.platform == "gpu" for d in jax.devices()):
+        return
+    skip = pytest.mark.skip(reason="needs a GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def tiny_config():
+    """A small 16x16 grayscale DCGAN on the embedded digits: a step takes milliseconds."""
+    from gan_jax import default_config
+
+    config = default_config()
+    config.dataset = "digits"
+    config.image_size = 16
+    config.channels = 1
+    config.g_width = 8
+    config.d_width = 8
+    config.latent_dim = 16
+    config.batch_size = 16
+    config.num_train_steps = 8
+    config.log_every_steps = 2
+    config.sample_every_steps = 4
+    config.checkpoint_every_steps = 4
+    config.num_sample_images = 4
+    return config
