@@ -21,6 +21,9 @@ flags.mark_flags_as_required(["workdir"])
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    # Library progress goes to the console; absl INFO (orbax's chatter) only with --verbosity=0.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
     from gan_jax import distributed, trainer
     from gan_jax.errors import GanJaxError
 
@@ -28,7 +31,6 @@ def main(argv: list[str]) -> None:
         distributed.initialize()
         summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     except GanJaxError as e:
-        logging.error("%s", e)
         trainer.fail(str(e))
     sys.exit(trainer.main_exit_code(summary))
 

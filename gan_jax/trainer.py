@@ -36,6 +36,14 @@ from gan_jax.step import generate_from_latent, sample_latent
 EXIT_PREEMPTED = 75
 
 
+def say(message: str, *args: Any) -> None:
+    """Prints a progress message on process 0 and logs it everywhere."""
+    text = message % args if args else message
+    logging.info("%s", text)
+    if jax.process_index() == 0:
+        print(text, flush=True)
+
+
 def rng_streams(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """The run's three keys: parameter init, training steps, and the fixed sample noise."""
     init_key, train_key, sample_key = jax.random.split(jax.random.key(seed), 3)
@@ -167,8 +175,7 @@ class _Logger:
             f" D(x) {m['d_real']:.3f} D(G(z)) {m['d_fake']:.3f}"
             + (f" | {speed:,.0f} img/s" if speed else "")
         )
-        print(text, flush=True)
-        logging.info("%s", text)
+        say("%s", text)
 
     def image(self, step: int, grid: np.ndarray) -> None:
         if self.enabled:
@@ -204,7 +211,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     workdir = prepare_workdir(workdir)
     data_info = input_pipeline.validate(config)
     parallel = Parallel(config)
-    logging.info(
+    say(
         "Data: %s (%d examples); %d devices, %d processes, global batch %d.",
         data_info.name, data_info.num_examples, jax.device_count(), jax.process_count(),
         config.batch_size,
@@ -221,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         checkpoint.check_compatible(ckpt.read_meta(latest), config, workdir)
         g_state, d_state, train_key, meta = ckpt.restore(g_state, d_state, train_key)
         step = int(g_state.step)
-        logging.info("Resumed from the checkpoint of step %d in %s.", step, ckpt.directory)
+        say("Resumed from the checkpoint of step %d in %s.", step, ckpt.directory)
         if meta.get("process_count", 1) != jax.process_count():
             logging.warning(
                 "The checkpoint was written by %s processes, this run has %d: the data order "
@@ -229,9 +236,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 meta.get("process_count"), jax.process_count(),
             )
     if step >= config.num_train_steps:
-        msg = f"Nothing to do: the run in {workdir} already reached step {step}."
-        print(msg, flush=True)
-        logging.info(msg)
+        say("Nothing to do: the run in %s already reached step %d.", workdir, step)
         ckpt.close()
         return {"status": "already_finished", "step": step, "metrics": {}}
     if jax.process_index() == 0:
@@ -332,11 +337,11 @@ def _loop(
             if stop.signal is not None:
                 save(step)
                 ckpt.wait()
-                logging.warning("Stopped at step %d; rerun the same command to resume.", step)
+                say("Stopped at step %d after saving; rerun the same command to resume.", step)
                 return {"status": "preempted", "step": step, "metrics": last_metrics}
         flush(keep_newest=False)
         ckpt.wait()
-    logging.info("Finished at step %d.", step)
+    say("Finished at step %d; checkpoints in %s.", step, ckpt.directory)
     return {"status": "finished", "step": step, "metrics": last_metrics}
 
 
