@@ -36,7 +36,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.image_size = 32
     # Image channels: 1 (grayscale) or 3 (RGB); data is converted to match.
     config.channels = 3
-    # Shuffle buffer in examples (at most the dataset's size is used).
+    # Examples are shuffled in windows of this many (a window >= the split is a full permutation).
     config.shuffle_buffer = 50_000
     # Unreadable images in a folder dataset: "fail" or "skip" (skipped ones are counted).
     config.bad_images = "fail"

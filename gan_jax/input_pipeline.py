@@ -8,7 +8,10 @@ keyed by (config.seed, e, w). Epochs follow each other without a break, so a bat
 may hold the end of one epoch and the start of the next. Resuming after k examples
 skips whole windows and then the rest of one window, all before decoding, so
 `create_input_iter(..., start_example=k)` is cheap and yields exactly what an
-uninterrupted iterator yields after its first k examples.
+uninterrupted iterator yields after its first k examples. (tfds already shuffled
+the examples when it prepared the data, so windows mix well; a window as large as
+the split is a uniform permutation. Stateless permutations are fixed for a given
+TensorFlow version, whatever the global TensorFlow seed.)
 
 Images are decoded, centre-cropped to a square if they are not square, resized to
 `config.image_size` (only when the size differs), converted to `config.channels`
@@ -194,7 +197,7 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     else:
         builder = _tfds_builder(config)
     features = builder.info.features
-    feature = features["image"] if features is not None and "image" in features.keys() else None
+    feature = features["image"] if features is not None and "image" in features else None
     if not isinstance(feature, tfds.features.Image):
         raise DataError(
             f"{config.dataset} has no 'image' feature of type tfds.features.Image: "
@@ -274,7 +277,9 @@ def _preprocess_fn(
         if source_channels == 3 and channels == 1:
             image = tf.image.rgb_to_grayscale(image)
         if side != size:
-            image = tf.image.resize(image, (size, size), method="bilinear", antialias=True)
+            # Antialiasing only matters when shrinking, and it is slow: skip it when growing.
+            shrink = side is None or side > size
+            image = tf.image.resize(image, (size, size), method="bilinear", antialias=shrink)
         if source_channels == 1 and channels == 3:
             image = tf.tile(image, (1, 1, 3))
         image = tf.ensure_shape(image, (size, size, channels))
@@ -286,7 +291,6 @@ def _preprocess_fn(
 def _options() -> tf.data.Options:
     options = tf.data.Options()
     options.deterministic = True
-    options.experimental_optimization.map_parallelization = True
     return options
 
 
@@ -319,8 +323,16 @@ def _shuffled_stream(
         ds = ds.cache()
     ds = ds.repeat().skip(first_window)
     ds = ds.enumerate(start=epoch * windows_per_epoch + first_window)
-    ds = ds.map(shuffle, deterministic=True).prefetch(1)  # Reads the next window meanwhile.
+    ds = ds.map(shuffle).prefetch(1)  # Reads the next window meanwhile.
     return ds.unbatch().skip(offset)
+
+
+def _estimated_bytes(builder: tfds.core.DatasetBuilder, num_examples: int) -> float:
+    """Encoded size of `num_examples` examples (tfds only knows the size of whole splits)."""
+    splits = builder.info.splits.values()
+    total_bytes = sum(int(s.num_bytes or 0) for s in splits)
+    total_examples = sum(int(s.num_examples) for s in splits)
+    return total_bytes / max(total_examples, 1) * num_examples
 
 
 def create_input_iter(
@@ -348,22 +360,19 @@ def create_input_iter(
         raise DataError(f"process_index {process_index} is not in [0, {process_count})")
     _hide_accelerators_from_tf()
     builder = _builder(config)
-    split_bytes = int(builder.info.splits[config.split].num_bytes or 0)
     _split_size(builder, config.split, config.dataset)
     split = tfds.split_for_jax_process(
         config.split, process_index=process_index, process_count=process_count
     )
-    encoded = _encoded_images(builder, split)
-    num_examples = int(encoded.cardinality())
-    if num_examples < 0:  # Unknown: trust the metadata.
-        num_examples = int(builder.info.splits[split].num_examples)
+    num_examples = int(builder.info.splits[split].num_examples)
+    cache = _estimated_bytes(builder, num_examples) <= _CACHE_MAX_BYTES
     if num_examples == 0:
         raise DataError(
             f"process {process_index} of {process_count} gets no examples of "
             f"{config.dataset} {config.split!r}: use a larger split or fewer processes"
         )
+    encoded = _encoded_images(builder, split)
     window = min(config.shuffle_buffer, num_examples)
-    cache = split_bytes <= _CACHE_MAX_BYTES * process_count
     logging.info(
         "Input: %s %s, process %d/%d: %d examples, shuffled in windows of %d%s, from example %d.",
         config.dataset,

@@ -7,8 +7,10 @@ import zlib
 
 import numpy as np
 
+from gan_jax.errors import GanJaxError
 
-class DataError(ValueError):
+
+class DataError(GanJaxError, ValueError):
     """A data problem, with a one-line message naming the problem and the fix."""
 
     def __init__(self, message: str):
@@ -25,9 +27,9 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 def encode_png(image: np.ndarray) -> bytes:
     """Encodes a uint8 (H, W, 1 or 3) array as PNG bytes.
 
-    A minimal encoder (no row filters): on small images it is several times faster
-    than going through PIL or TensorFlow, which makes preparing 70,000 MNIST-sized
-    images take a couple of seconds.
+    A minimal encoder (no row filters, fast zlib level): on MNIST-sized images it
+    takes about half the time of PIL, and less than tfds's TensorFlow encoder,
+    which matters when preparing 70,000 of them.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise ValueError(f"expected a uint8 (H, W, 1|3) array, got {image.dtype} {image.shape}")

@@ -164,10 +164,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles dicts, lists, bytes and numpy arrays only: a pickle can run code."""
 
     _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
+        ("_codecs", "encode"),  # Bytes, as Python 3 writes them with protocol 2.
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
     }
 
     def find_class(self, module: str, name: str):
