@@ -60,6 +60,20 @@ def default_config() -> ml_collections.ConfigDict:
     config.loss = "non_saturating"
     # Global batch size (split over all devices).
     config.batch_size = 128
+    # Discriminator updates per generator update (the step counter counts D updates).
+    config.n_dis = 1
+    # R1 penalty weight gamma on real images (0 disables) and its lazy interval.
+    config.r1_gamma = 0.0
+    config.r1_interval = 1
+    # WGAN-GP gradient penalty weight (use with loss="wasserstein"; 0 disables).
+    config.gp_weight = 0.0
+    # DiffAugment policy applied to D's real and fake inputs, e.g.
+    # "color,translation,cutout"; "" disables.
+    config.diff_augment = ""
+    # Generator EMA decay for sampling and evaluation (e.g. 0.999; 0 disables).
+    config.ema_decay = 0.0
+    # Spectral normalisation of the discriminator's convolutions.
+    config.spectral_norm = False
     # Training steps (one D and one G update each).
     config.num_train_steps = 50_000
     # Adam learning rates and moments, as in the DCGAN paper.

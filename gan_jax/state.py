@@ -19,7 +19,7 @@ import optax
 from flax import struct
 from flax.training import train_state
 
-from gan_jax import models
+from gan_jax import augment, models
 from gan_jax.losses import get_loss
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -32,16 +32,31 @@ class GANSpec:
     Attributes:
       loss: a name registered in `gan_jax.losses.LOSSES`.
       latent_dim: size of the generator's input noise.
+      n_dis: discriminator updates per generator update.
+      r1_gamma: weight gamma of the R1 penalty (gamma / 2) E||grad D(x)||^2; 0 disables.
+      r1_interval: apply R1 every this many D steps, scaled up to match (lazy R1).
+      gp_weight: weight of the WGAN-GP gradient penalty; 0 disables.
+      diff_augment: DiffAugment policy for D's inputs, e.g. "color,translation,cutout".
+      ema_decay: decay of the generator's parameter EMA (0 disables), ramped up
+        as min(decay, (1 + t) / (10 + t)) over the first generator steps.
     """
 
     loss: str = "non_saturating"
     latent_dim: int = 100
+    n_dis: int = 1
+    r1_gamma: float = 0.0
+    r1_interval: int = 1
+    gp_weight: float = 0.0
+    diff_augment: str = ""
+    ema_decay: float = 0.0
 
 
 class TrainState(train_state.TrainState):
     """A flax `TrainState` with BatchNorm statistics and its (static) module."""
 
     batch_stats: Any = None
+    # The generator's exponential moving average of `params` (None when disabled).
+    ema_params: Any = None
     model: nn.Module = struct.field(pytree_node=False, default=None)
     spec: GANSpec = struct.field(pytree_node=False, default_factory=GANSpec)
 
@@ -71,9 +86,24 @@ def make_models(config: ml_collections.ConfigDict) -> tuple[models.Generator, mo
 
 
 def make_spec(config: ml_collections.ConfigDict) -> GANSpec:
-    """The static game settings described by `config` (validates the loss name)."""
+    """The static game settings described by `config` (validates them)."""
     get_loss(config.loss)
-    return GANSpec(loss=config.loss, latent_dim=config.latent_dim)
+    if config.diff_augment:
+        augment.diff_augment(jnp.zeros((1, 8, 8, 1)), jax.random.key(0), config.diff_augment)
+    if config.n_dis < 1 or config.r1_interval < 1:
+        raise ValueError("n_dis and r1_interval must be at least 1.")
+    if not 0.0 <= config.ema_decay < 1.0:
+        raise ValueError(f"ema_decay={config.ema_decay} must be in [0, 1) (0 disables the EMA).")
+    return GANSpec(
+        loss=config.loss,
+        latent_dim=config.latent_dim,
+        n_dis=config.n_dis,
+        r1_gamma=float(config.r1_gamma),
+        r1_interval=config.r1_interval,
+        gp_weight=float(config.gp_weight),
+        diff_augment=config.diff_augment,
+        ema_decay=float(config.ema_decay),
+    )
 
 
 def _adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -104,6 +134,7 @@ def create_train_states(
         apply_fn=generator.apply,
         params=g_vars["params"],
         batch_stats=g_vars["batch_stats"],
+        ema_params=g_vars["params"] if spec.ema_decay else None,
         tx=_adam(config.g_learning_rate, config),
         model=generator,
         spec=spec,
