@@ -1,0 +1,503 @@
+"""Data parallelism: 1, 2, 4 and 8 devices and two processes train exactly like one device.
+
+The CPU device count is fixed when JAX starts, so each device count runs in a
+process of its own (`parallel_worker.py`), started with
+`XLA_FLAGS=--xla_force_host_platform_device_count=N`; the reference is plain
+`jax.jit(train_step)` on this process's single device.
+
+Tolerance: every array of both states (parameters, BatchNorm statistics, Adam
+moments) must agree with the reference to 1e-5 of its largest magnitude, and the
+metrics to 1e-5 relative. The measured differences after 3-8 steps are below
+2e-6: XLA sums the global batch in a different order when it is split.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+import gan_jax
+from gan_jax import distributed, parallel
+from gan_jax.errors import ConfigError
+
+sys.path.insert(0, os.path.dirname(__file__))
+import parallel_worker  # noqa: E402
+
+TOL = 1e-5
+STEPS = 3
+WORKER = Path(__file__).with_name("parallel_worker.py")
+WORKER_TIMEOUT_S = 1500  # Generous: the CPU is shared; an idle machine needs well under a minute.
+_DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+plain_step = jax.jit(gan_jax.train_step)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def assert_states_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: str):
+    assert got.keys() == want.keys(), what
+    for name, w in want.items():
+        g = got[name]
+        assert g.shape == w.shape and g.dtype == w.dtype, f"{what}: {name}"
+        if not np.issubdtype(w.dtype, np.floating):
+            np.testing.assert_array_equal(g, w, err_msg=f"{what}: {name}")
+            continue
+        scale = max(float(np.max(np.abs(w))), 1e-12)
+        err = float(np.max(np.abs(g.astype(np.float64) - w)))
+        assert err <= TOL * scale, f"{what}: {name} differs by {err:.3g} (scale {scale:.3g})"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def run_workers(specs: list[dict], directory: Path, extra_env: list[dict] | None = None) -> None:
+    """Runs one worker process per spec, all at once; raises with their output if one fails."""
+    procs = []
+    for i, spec in enumerate(specs):
+        path = directory / f"spec_{i}.json"
+        path.write_text(json.dumps(spec))
+        env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV}
+        env.update(
+            XLA_FLAGS=f"--xla_force_host_platform_device_count={spec['devices']}",
+            JAX_PLATFORMS="cpu",
+            CUDA_VISIBLE_DEVICES="",
+            TF_CPP_MIN_LOG_LEVEL="2",
+        )
+        env.update((extra_env or [{}] * len(specs))[i])
+        log = open(directory / f"worker_{i}.log", "w+")  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(
+            [sys.executable, str(WORKER), str(path)], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        procs.append((proc, log))
+    failures = []
+    for i, (proc, log) in enumerate(procs):
+        try:
+            proc.wait(timeout=WORKER_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.seek(0)
+        output = log.read()
+        log.close()
+        if proc.returncode != 0:
+            failures.append(f"worker {i} exited with {proc.returncode}:\n{output[-4000:]}")
+    assert not failures, "\n\n".join(failures)
+
+
+def restore_checkpoint(initial, workdir: Path, step: int) -> tuple[dict[str, np.ndarray], dict]:
+    """The states of a run's checkpoint at `step`, read back here on one device."""
+    from gan_jax import checkpoint
+
+    g, d, train_key = initial
+    ckpt = checkpoint.Checkpointer(str(workdir / "checkpoints"))
+    try:
+        g, d, key, meta = ckpt.restore(*jax.tree.map(jnp.asarray, (g, d)), train_key, step=step)
+    finally:
+        ckpt.close()
+    np.testing.assert_array_equal(jax.random.key_data(key), jax.random.key_data(train_key))
+    return parallel_worker.flat_state(g, d), meta
+
+
+def train_reference(initial, shards: list, steps: int) -> dict[str, np.ndarray]:
+    """`steps` plain one-device steps on global batches that concatenate the shards' batches."""
+    g, d, train_key = initial
+    for step in range(steps):
+        batch = np.concatenate([next(shard) for shard in shards])
+        g, d, _ = plain_step(g, d, batch, jax.random.fold_in(train_key, step))
+    return parallel_worker.flat_state(g, d)
+
+
+def load_steps(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    z = np.load(path)
+    state = {k[len("state/") :]: z[k] for k in z.files if k.startswith("state/")}
+    metrics = {k[len("metrics/") :]: z[k] for k in z.files if k.startswith("metrics/")}
+    info = {k: z[k].item() for k in ("traces", "compiles_after_first", "inputs_intact")}
+    return state, metrics, info
+
+
+def steps_jobs(directory: Path, n: int) -> list[dict]:
+    return [
+        {
+            "kind": "steps",
+            "parallel": mode,
+            "steps": STEPS,
+            "out": str(directory / f"{mode}{n}.npz"),
+        }
+        for mode in parallel.PARALLEL_MODES
+    ]
+
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def config(tmp_path_factory) -> ml_collections.ConfigDict:
+    """The tiny 16x16 digits DCGAN, with the data prepared in a private directory."""
+    from gan_jax import input_pipeline
+
+    config = gan_jax.default_config()
+    config.update(
+        dataset="digits",
+        data_dir=str(tmp_path_factory.mktemp("tfds")),
+        image_size=16,
+        channels=1,
+        g_width=8,
+        d_width=8,
+        latent_dim=16,
+        batch_size=16,
+        num_train_steps=8,
+        log_every_steps=2,
+        sample_every_steps=4,
+        checkpoint_every_steps=4,
+        num_sample_images=4,
+    )
+    input_pipeline.validate(config)  # Prepared once here, not raced by the workers.
+    return config
+
+
+@pytest.fixture(scope="module")
+def initial(config):
+    """The trainer's initial states and training key (`trainer.rng_streams(seed)`)."""
+    from gan_jax import trainer
+
+    init_key, train_key, _ = trainer.rng_streams(config.seed)
+    return (*gan_jax.create_train_states(config, init_key), train_key)
+
+
+@pytest.fixture(scope="module")
+def reference(initial, config):
+    """Plain `jax.jit(train_step)` on one device: final state and per-step metrics."""
+    g, d, key = initial
+    metrics = []
+    for i, batch in enumerate(parallel_worker.global_batches(config, STEPS)):
+        g, d, m = plain_step(g, d, batch, jax.random.fold_in(key, i))
+        metrics.append(m)
+    stacked = {n: np.array([float(m[n]) for m in metrics]) for n in metrics[0]}
+    return parallel_worker.flat_state(g, d), stacked
+
+
+@pytest.fixture(scope="module")
+def pipeline_reference(initial, config):
+    """One device, 8 steps on the trainer's batches of a one-process run."""
+    from gan_jax import input_pipeline
+
+    shard = input_pipeline.create_input_iter(config, process_batch_size=config.batch_size)
+    return train_reference(initial, [shard], config.num_train_steps)
+
+
+@pytest.fixture(scope="module")
+def four_devices(config, tmp_path_factory):
+    """4 devices: both paths, the compiled HLO, bad inputs, and an 8-step trainer run."""
+    out = tmp_path_factory.mktemp("four")
+    jobs = steps_jobs(out, 4) + [
+        {"kind": "hlo", "out": str(out / "hlo.json")},
+        {"kind": "errors", "out": str(out / "errors.json")},
+        {"kind": "train", "workdir": str(out / "run"), "out": str(out / "train.json")},
+    ]
+    run_workers([{"devices": 4, "config": config.to_json(), "jobs": jobs}], out)
+    return out
+
+
+def resume_job(four_devices: Path, out: Path, mode: str) -> dict:
+    """A run resuming a copy of the 4-device run from its step-4 checkpoint, in `mode`."""
+    workdir = out / f"resumed_{mode}"
+    shutil.copytree(four_devices / "run", workdir)
+    shutil.rmtree(workdir / "checkpoints" / "8")
+    return {
+        "kind": "train",
+        "workdir": str(workdir),
+        "overrides": {"parallel": mode},
+        "out": str(out / f"train_{mode}.json"),
+    }
+
+
+@pytest.fixture(scope="module")
+def two_devices(config, four_devices, tmp_path_factory):
+    """2 devices: both paths, and the 4-device run resumed from its step-4 checkpoint."""
+    out = tmp_path_factory.mktemp("two")
+    jobs = [*steps_jobs(out, 2), resume_job(four_devices, out, "auto")]
+    run_workers([{"devices": 2, "config": config.to_json(), "jobs": jobs}], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_devices_pmap_resume(config, four_devices, tmp_path_factory):
+    out = tmp_path_factory.mktemp("two_pmap")
+    jobs = [resume_job(four_devices, out, "pmap")]
+    run_workers([{"devices": 2, "config": config.to_json(), "jobs": jobs}], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def eight_devices(config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eight")
+    run_workers([{"devices": 8, "config": config.to_json(), "jobs": steps_jobs(out, 8)}], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def two_processes(config, tmp_path_factory):
+    """Two processes with 2 CPU devices each train through the trainer, 2 steps per dispatch.
+
+    Process 0 gets the coordinator as arguments, process 1 from the environment.
+    """
+    out = tmp_path_factory.mktemp("two_processes")
+    address = f"localhost:{free_port()}"
+    specs, env = [], []
+    for i in range(2):
+        job = {
+            "kind": "train",
+            "workdir": str(out / "run"),
+            "overrides": {"steps_per_dispatch": 2},
+            "out": str(out / f"train_{i}.json"),
+        }
+        spec = {"devices": 2, "config": config.to_json(), "jobs": [job]}
+        if i == 0:
+            spec["distributed"] = {
+                "coordinator_address": address,
+                "num_processes": 2,
+                "process_id": 0,
+            }
+            env.append({})
+        else:
+            env.append(
+                {
+                    "JAX_COORDINATOR_ADDRESS": address,
+                    "JAX_NUM_PROCESSES": "2",
+                    "JAX_PROCESS_ID": "1",
+                }
+            )
+        specs.append(spec)
+    run_workers(specs, out, env)
+    return out
+
+
+# ----------------------------------------------------------------------------- equivalence
+
+
+@pytest.mark.parametrize("mode", parallel.PARALLEL_MODES)
+def test_one_device_paths_match_plain_jit(initial, config, reference, mode):
+    config = config.copy_and_resolve_references()
+    config.parallel = mode
+    par = parallel.Parallel(config)
+    assert par.per_device_batch == config.batch_size == par.local_batch
+    g, d, key = initial
+    fn = par.compile()
+    g, d = par.put_states(g, d)
+    key = par.put_states(key) if mode == "auto" else key
+    for batch in parallel_worker.global_batches(config, STEPS):
+        g, d, _ = fn(g, d, par.put_batch(batch[None]), key)
+    assert_states_close(parallel_worker.flat_state(*par.get_states(g, d)), reference[0], mode)
+
+
+@pytest.mark.parametrize("mode", parallel.PARALLEL_MODES)
+@pytest.mark.parametrize(
+    "devices",
+    [2, 4, pytest.param(8, marks=pytest.mark.slow)],
+)
+def test_n_devices_train_like_one(request, reference, devices, mode):
+    directory = request.getfixturevalue(
+        {2: "two_devices", 4: "four_devices", 8: "eight_devices"}[devices]
+    )
+    state, metrics, info = load_steps(directory / f"{mode}{devices}.npz")
+    want_state, want_metrics = reference
+    assert_states_close(state, want_state, f"{mode} on {devices} devices")
+    assert metrics.keys() == want_metrics.keys()
+    for name, want in want_metrics.items():
+        np.testing.assert_allclose(metrics[name], want, rtol=TOL, atol=1e-7, err_msg=name)
+    # One trace and one compilation serve every step; the caller's states survive donation.
+    assert info["traces"] == 1, info
+    assert info["compiles_after_first"] == 0, info
+    assert info["inputs_intact"], info
+
+
+def test_auto_path_splits_all_work_over_devices(four_devices):
+    """No image-sized tensor of the whole global batch: the generator is sharded too."""
+    hlo = json.loads((four_devices / "hlo.json").read_text())
+    assert hlo["image_batch_sizes"], hlo  # The regex found the images at all.
+    assert max(hlo["image_batch_sizes"]) <= hlo["per_device_batch"], hlo
+
+
+def test_trainer_on_4_devices_trains_like_one_device(initial, four_devices, pipeline_reference):
+    """The real loop and input pipeline: 8 steps on 4 devices, one trace, one compilation."""
+    info = json.loads((four_devices / "train.json").read_text())
+    assert info == {"status": "finished", "first_step": 0, "traces": 1, "step_compiles": 1}
+    state, _ = restore_checkpoint(initial, four_devices / "run", 8)
+    assert_states_close(state, pipeline_reference, "trainer on 4 devices")
+
+
+@pytest.mark.parametrize("mode", ["auto", pytest.param("pmap", marks=pytest.mark.slow)])
+def test_checkpoint_of_4_devices_resumes_on_2(request, initial, pipeline_reference, mode):
+    """Trained on 4 devices to step 4 ("auto"), resumed on 2: the state of the 8-step run."""
+    resumed = request.getfixturevalue(
+        "two_devices" if mode == "auto" else "two_devices_pmap_resume"
+    )
+    info = json.loads((resumed / f"train_{mode}.json").read_text())
+    assert info == {"status": "finished", "first_step": 4, "traces": 1, "step_compiles": 1}
+    state, _ = restore_checkpoint(initial, resumed / f"resumed_{mode}", 8)
+    assert_states_close(state, pipeline_reference, f"resumed on 2 devices ({mode})")
+
+
+def test_two_processes_train_like_one_device_on_the_same_global_batches(
+    initial, config, two_processes
+):
+    """Each process reads its own shard; the global batch is their concatenation."""
+    from gan_jax import input_pipeline
+
+    shards = [
+        input_pipeline.create_input_iter(
+            config, process_batch_size=config.batch_size // 2, process_index=i, process_count=2
+        )
+        for i in range(2)
+    ]
+    want = train_reference(initial, shards, config.num_train_steps)
+    for i in range(2):
+        info = json.loads((two_processes / f"train_{i}.json").read_text())
+        assert info == {"status": "finished", "first_step": 0, "traces": 1, "step_compiles": 1}
+    run = two_processes / "run"
+    for step in (4, 8):  # Both checkpoints were written collectively and read back whole.
+        state, meta = restore_checkpoint(initial, run, step)
+        assert meta["process_count"] == 2 and meta["step"] == step
+    assert_states_close(state, want, "two processes")
+    # Only process 0 writes logs and samples.
+    assert len(list((run / "tensorboard").glob("events.*"))) == 1
+    assert (run / "samples" / "latest.png").exists()
+
+
+# ----------------------------------------------------------------------------- errors
+
+
+def test_batch_that_does_not_split_over_the_devices_is_refused(four_devices):
+    messages = json.loads((four_devices / "errors.json").read_text())
+    assert "batch_size=5" in messages["batch"] and "4 devices" in messages["batch"]
+    assert "--config.batch_size=4" in messages["batch"]
+    assert "3 devices" in messages["mesh"] and "4 devices" in messages["mesh"]
+
+
+def test_check_batch_size_suggests_a_multiple():
+    assert parallel.check_batch_size(32, 8) == 4
+    for batch, devices in [(10, 4), (3, 8), (0, 2)]:
+        with pytest.raises(ConfigError, match="divisible") as e:
+            parallel.check_batch_size(batch, devices)
+        suggested = int(str(e.value).split("--config.batch_size=")[1].rstrip("."))
+        assert suggested > 0 and suggested % devices == 0
+
+
+def test_bad_modes_meshes_and_batches_are_refused(config):
+    bad = config.copy_and_resolve_references()
+    bad.parallel = "ddp"
+    with pytest.raises(ConfigError, match="unknown parallel mode 'ddp'"):
+        parallel.Parallel(bad)
+    wrong_axis = jax.sharding.Mesh(np.array(jax.devices()), ("batch",))
+    with pytest.raises(ConfigError, match="'data'"):
+        parallel.Parallel(config, mesh=wrong_axis)
+    pmap_config = config.copy_and_resolve_references()
+    pmap_config.parallel = "pmap"
+    with pytest.raises(ConfigError, match="only used by"):
+        parallel.Parallel(pmap_config, mesh=parallel.data_mesh())
+    par = parallel.Parallel(config)
+    with pytest.raises(ValueError, match=r"\(K, 16, \.\.\.\)"):
+        par.put_batch(np.zeros((1, 8, 16, 16, 1), np.float32))
+
+
+# ----------------------------------------------------------------------------- start-up
+
+
+@pytest.fixture
+def init_calls(monkeypatch):
+    """Records calls of jax.distributed.initialize (nothing is started); clears the env."""
+    for name in (
+        *_DISTRIBUTED_ENV,
+        "SLURM_JOB_ID",
+        "SLURM_STEP_ID",
+        "SLURM_PROCID",
+        "SLURM_NTASKS",
+        "OMPI_MCA_orte_hnp_uri",
+        "OMPI_COMM_WORLD_SIZE",
+        "TPU_WORKER_HOSTNAMES",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    calls = []
+    monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+    monkeypatch.setattr(jax.distributed, "initialize", lambda **kw: calls.append(kw))
+    return calls
+
+
+def test_single_process_is_left_alone(init_calls, monkeypatch):
+    assert distributed.initialize() is False
+    monkeypatch.setenv("SLURM_JOB_ID", "7")  # An sbatch script running one python.
+    monkeypatch.setenv("SLURM_STEP_ID", "0")
+    monkeypatch.setenv("SLURM_PROCID", "0")
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    monkeypatch.setenv("TPU_WORKER_HOSTNAMES", "localhost")  # A single-host TPU VM.
+    assert distributed.detected_cluster() is None
+    assert distributed.initialize() is False
+    assert init_calls == []
+
+
+def test_explicit_arguments_and_environment(init_calls, monkeypatch):
+    assert distributed.initialize("10.0.0.1:1234", num_processes=4, process_id=3)
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.2:99")
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "2")
+    monkeypatch.setenv("JAX_PROCESS_ID", "1")
+    assert distributed.initialize()
+    assert distributed.initialize(process_id=0)  # Arguments win over the environment.
+    assert init_calls == [
+        {"coordinator_address": "10.0.0.1:1234", "num_processes": 4, "process_id": 3},
+        {"coordinator_address": "10.0.0.2:99", "num_processes": 2, "process_id": 1},
+        {"coordinator_address": "10.0.0.2:99", "num_processes": 2, "process_id": 0},
+    ]
+
+
+@pytest.mark.parametrize(
+    "env, cluster",
+    [
+        (
+            {"SLURM_JOB_ID": "7", "SLURM_STEP_ID": "0", "SLURM_PROCID": "2", "SLURM_NTASKS": "4"},
+            "SLURM (srun)",
+        ),
+        (
+            {"OMPI_MCA_orte_hnp_uri": "1.0;tcp://10.0.0.1:1", "OMPI_COMM_WORLD_SIZE": "2"},
+            "Open MPI (mpirun)",
+        ),
+        ({"TPU_WORKER_HOSTNAMES": "t1k-w-0,t1k-w-1"}, "TPU pod"),
+    ],
+)
+def test_cluster_launchers_leave_the_details_to_jax(init_calls, monkeypatch, env, cluster):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert distributed.detected_cluster() == cluster
+    assert distributed.initialize()
+    assert init_calls == [{"coordinator_address": None, "num_processes": None, "process_id": None}]
+
+
+def test_forced_and_disabled_start_up(init_calls, monkeypatch):
+    assert distributed.initialize(cluster=True)  # E.g. a TPU pod found via its metadata server.
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "10.0.0.2:99")
+    assert distributed.initialize(cluster=False) is False
+    assert init_calls == [{"coordinator_address": None, "num_processes": None, "process_id": None}]
+
+
+def test_incomplete_start_up_arguments_are_refused(init_calls):
+    with pytest.raises(ConfigError, match="--num_processes and --process_id"):
+        distributed.initialize("10.0.0.1:1234")
+    with pytest.raises(ConfigError, match="--coordinator_address"):
+        distributed.initialize(num_processes=2, process_id=0)
+    with pytest.raises(ConfigError, match=r"process_id=2 must be in \[0, 2\)"):
+        distributed.initialize("10.0.0.1:1234", num_processes=2, process_id=2)
+    assert init_calls == []
