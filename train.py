@@ -2,14 +2,19 @@
 
 Any config field can be overridden on the command line, e.g.
 `--config.batch_size=256`. Rerunning the same command resumes the run.
+Exit status: 0 when done, 2 for a problem to fix (one `error:` line on stderr),
+75 when stopped by SIGTERM/Ctrl-C after saving (rerun to resume).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ start-up chatter.
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", "configs/default.py", "Path to a config file (configs/*.py).", lock_config=True
@@ -18,22 +23,37 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs
 flags.mark_flags_as_required(["workdir"])
 
 
+def _parse_flags(argv: list[str]) -> list[str]:
+    from gan_jax.trainer import fail, flag_error
+
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # noqa: BLE001 - flag and config-file errors come in many types
+        fail(flag_error(e, argv))
+
+
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-    # Library progress goes to the console; absl INFO (orbax's chatter) only with --verbosity=0.
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
     from gan_jax import distributed, trainer
     from gan_jax.errors import GanJaxError
 
+    if len(argv) > 1:
+        trainer.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
+    # Library progress goes to the console; absl INFO (orbax's chatter) only with --verbosity=0.
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+        trainer.quiet_library_logs()
+    try:
+        config = _CONFIG.value
+        config.get("seed")  # A config file that failed to load raises on first use.
+    except Exception as e:  # noqa: BLE001
+        trainer.fail(trainer.flag_error(e, argv))
     try:
         distributed.initialize()
-        summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+        summary = trainer.train_and_evaluate(config, _WORKDIR.value)
     except GanJaxError as e:
         trainer.fail(str(e))
     sys.exit(trainer.main_exit_code(summary))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=_parse_flags)

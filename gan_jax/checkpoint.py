@@ -2,21 +2,40 @@
 
 A checkpoint is a directory `<workdir>/checkpoints/<step>/` with two items:
 `state` (the pytree leaves of both states and the RNG key) and `meta` (JSON: the
-step, the examples each process has consumed, the architecture and the config).
-Orbax writes each checkpoint to a temporary directory and renames it when it is
-complete, so a crash mid-write never leaves a checkpoint that looks complete.
+step, the examples each process has consumed, the architecture, the config and a
+SHA-256 checksum of the state's leaves).
+
+Orbax writes each checkpoint into `<step>.orbax-checkpoint-tmp*` and renames it to
+`<step>` when it is complete, so a crash mid-write never leaves a checkpoint that
+looks complete; the owner of a directory removes such leftovers when it opens it.
+A save only counts once it is on disk: errors of an asynchronous save (a full
+disk, say) are raised as `CheckpointError` by the next `save`, `wait` or `close`,
+and older checkpoints are pruned only after a newer one is known to be complete.
+
+`restore` verifies the checksum, so a checkpoint corrupted on disk is detected
+even when orbax reads it without complaint. It falls back to the newest
+checkpoint that is whole (the owner moves the unusable newer ones aside, never
+deleting them), and raises `CheckpointError` when none is whole.
 """
 
 from __future__ import annotations
 
+import errno
+import glob
+import hashlib
 import os
+import re
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from absl import logging
 from flax import serialization
+from jax.experimental import multihost_utils
 
 from gan_jax.errors import CheckpointError
 from gan_jax.state import TrainState
@@ -30,10 +49,17 @@ ARCHITECTURE_FIELDS = (
     "d_width",
 )
 
+_TMP_MARK = ".orbax-checkpoint-tmp"
+
 
 def architecture(config: ml_collections.ConfigDict) -> dict[str, Any]:
-    """The config fields a checkpoint must agree with to be resumed."""
-    return {k: config[k] for k in ARCHITECTURE_FIELDS}
+    """What a checkpoint must agree with to be resumed: the fields that shape the state."""
+    arch = {k: config[k] for k in ARCHITECTURE_FIELDS}
+    if "spectral_norm" in config:
+        arch["spectral_norm"] = bool(config.spectral_norm)
+    if "ema_decay" in config:
+        arch["ema"] = bool(config.ema_decay)  # The generator's EMA parameters exist or not.
+    return arch
 
 
 def state_tree(g_state: TrainState, d_state: TrainState, rng: jax.Array) -> dict[str, Any]:
@@ -45,20 +71,97 @@ def state_tree(g_state: TrainState, d_state: TrainState, rng: jax.Array) -> dict
     }
 
 
-class Checkpointer:
-    """Saves and restores runs in `directory`, keeping the newest `keep` checkpoints."""
+def checksum(tree: Any) -> str:
+    """SHA-256 of a pytree's leaves: their paths, dtypes, shapes and bytes.
 
-    def __init__(self, directory: str, keep: int = 3, async_save: bool = True):
+    Integers count as int64, so a step counter that comes back from disk as
+    another integer type (a fresh state holds a Python int) hashes the same.
+    """
+    with_paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+    values = jax.device_get([leaf for _, leaf in with_paths])
+    digest = hashlib.sha256()
+    for (path, _), value in zip(with_paths, values, strict=True):
+        value = np.asarray(value)
+        if value.dtype.kind in "biu":
+            value = value.astype(np.int64)
+        header = f"{jax.tree_util.keystr(path)}|{value.dtype.str}|{value.shape};"
+        digest.update(header.encode())
+        digest.update(np.ascontiguousarray(value).reshape(-1).view(np.uint8).data)
+    return "sha256:" + digest.hexdigest()
+
+
+def _errno(e: BaseException) -> int | None:
+    """The OS error number behind a write failure (tensorstore reports it in its text)."""
+    if isinstance(e, OSError) and e.errno:
+        return e.errno
+    match = re.search(r"os_error_code='(\d+)'", str(e))
+    return int(match.group(1)) if match else None
+
+
+def _reason(e: BaseException) -> str:
+    """One line about an exception: the OS error if there is one, else its first line."""
+    code = _errno(e)
+    if code is not None:
+        return f"{os.strerror(code)} [errno {code}]"
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+_SAVE_HINTS = {
+    errno.ENOSPC: "free some disk space",
+    errno.EDQUOT: "free some space within your disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f)",
+    errno.EACCES: "make the directory writable",
+    errno.EROFS: "use a writable --workdir",
+}
+
+
+class Checkpointer:
+    """Saves and restores runs in `directory`, keeping the newest `keep` checkpoints.
+
+    `keep=None` keeps all. Pass `owner=True` from the one process tree that trains
+    in `directory` (the trainer does): leftovers of interrupted saves are then
+    removed on opening, and unusable checkpoints are moved aside on `restore`.
+    Readers (e.g. a notebook watching a run) leave both alone.
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        keep: int | None = 3,
+        async_save: bool = True,
+        owner: bool = False,
+    ):
+        if keep is not None and keep < 1:
+            raise CheckpointError(f"keep={keep} must be at least 1 (or None to keep all).")
         self.directory = os.path.abspath(directory)
+        self.keep = keep
+        self.owner = owner
+        self._async = async_save
+        self._pending: int | None = None  # Step of a save that may still be in flight.
+        if owner and jax.process_index() == 0:
+            self._remove_leftovers()
         self._manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep,
+                max_to_keep=None,  # Pruned here, once a newer checkpoint is known to be whole.
                 create=True,
                 enable_async_checkpointing=async_save,
             ),
             item_names=("state", "meta"),
         )
+
+    def _remove_leftovers(self) -> None:
+        """Deletes the temporary directories of saves that were interrupted (never complete)."""
+        leftovers = glob.glob(os.path.join(self.directory, f"*{_TMP_MARK}*"))
+        for path in leftovers:
+            shutil.rmtree(path, ignore_errors=True)
+        if leftovers:
+            logging.info(
+                "Removed %d incomplete checkpoint(s) of interrupted saves in %s.",
+                len(leftovers),
+                self.directory,
+            )
 
     def all_steps(self) -> list[int]:
         """Steps of the complete checkpoints on disk, oldest first."""
@@ -76,14 +179,78 @@ class Checkpointer:
         rng: jax.Array,
         meta: dict[str, Any],
     ) -> None:
-        """Saves a checkpoint (asynchronously unless `async_save` was False)."""
+        """Saves a checkpoint (asynchronously unless `async_save` was False).
+
+        Raises CheckpointError if this save, or the previous asynchronous one,
+        failed; the checkpoints that were complete before are left as they were.
+        """
+        self.wait()
         if step in self._manager.all_steps():
             return
+        tree = state_tree(g_state, d_state, rng)
         args = ocp.args.Composite(
-            state=ocp.args.StandardSave(state_tree(g_state, d_state, rng)),
-            meta=ocp.args.JsonSave({**meta, "step": step}),
+            state=ocp.args.StandardSave(tree),
+            meta=ocp.args.JsonSave({**meta, "step": step, "checksum": checksum(tree)}),
         )
-        self._manager.save(step, args=args, force=True)
+        self._pending = step
+        try:
+            self._manager.save(step, args=args, force=True)
+        except Exception as e:  # noqa: BLE001 - any write failure: report it as one line
+            self._failed(step, e)
+        if not self._async:
+            self.wait()
+
+    def wait(self) -> None:
+        """Blocks until a pending save is complete; raises CheckpointError if it failed."""
+        if self._pending is None:
+            return
+        step = self._pending
+        try:
+            self._manager.wait_until_finished()
+            self._manager.check_for_errors()
+        except Exception as e:  # noqa: BLE001
+            self._failed(step, e)
+        self._manager.reload()
+        if step not in self._manager.all_steps():
+            self._failed(step, RuntimeError("the checkpoint directory was not completed"))
+        self._pending = None
+        self._prune()
+
+    def _failed(self, step: int, e: BaseException) -> None:
+        """Cleans up after a failed save of `step` and raises CheckpointError."""
+        self._pending = None
+        reason = _reason(e)
+        hint = _SAVE_HINTS.get(_errno(e), "fix the cause")
+        if jax.process_index() == 0:
+            for tmp in glob.glob(os.path.join(self.directory, f"{step}{_TMP_MARK}*")):
+                shutil.rmtree(tmp, ignore_errors=True)
+        self._manager.reload()
+        steps = self.all_steps()
+        kept = (
+            f"the checkpoint of step {steps[-1]} is intact"
+            if steps
+            else "no earlier checkpoint exists"
+        )
+        raise CheckpointError(
+            f"could not save the checkpoint of step {step} in {self.directory} ({reason}); "
+            f"{kept}. To go on, {hint} and rerun the same command."
+        ) from e
+
+    def _prune(self) -> None:
+        if self.keep is None:
+            return
+        steps = self.all_steps()
+        for old in steps[: max(0, len(steps) - self.keep)]:
+            self._manager.delete(old)
+
+    def newest_meta(self) -> dict[str, Any] | None:
+        """The metadata of the newest checkpoint whose metadata reads back, if any."""
+        for step in self.all_steps()[::-1]:
+            try:
+                return self.read_meta(step)
+            except Exception:  # noqa: BLE001 - restore() reports unreadable ones
+                continue
+        return None
 
     def read_meta(self, step: int) -> dict[str, Any]:
         """The JSON metadata of the checkpoint at `step`."""
@@ -96,66 +263,106 @@ class Checkpointer:
         d_state: TrainState,
         rng: jax.Array,
         step: int | None = None,
+        check: Callable[[dict[str, Any]], None] | None = None,
     ) -> tuple[TrainState, TrainState, jax.Array, dict[str, Any]]:
         """Restores into the structure (and shardings) of the given states.
 
-        Without `step`, restores the newest checkpoint that reads back whole; a
-        checkpoint that fails to read is reported and the previous one is tried.
-        Nothing is deleted. Raises CheckpointError when none can be read.
+        Without `step`, restores the newest checkpoint that reads back whole and
+        matches its checksum, with one warning naming the unusable newer ones;
+        an owner moves those to `<directory>_unusable/`, so that the run can
+        write their steps again. `check(meta)` runs on each candidate's metadata
+        before its state is read; what it raises propagates (use it to refuse
+        a different architecture). Raises CheckpointError, deleting and moving
+        nothing, when no checkpoint is usable.
         """
+        self.wait()
         steps = [step] if step is not None else self.all_steps()[::-1]
         if not steps:
             raise CheckpointError(f"no checkpoint in {self.directory}.")
         target = state_tree(g_state, d_state, rng)
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-        failures = []
+        failures: list[tuple[int, str]] = []
         for s in steps:
             try:
-                restored = self._manager.restore(
-                    s,
-                    args=ocp.args.Composite(
-                        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-                    ),
-                )
+                meta = self.read_meta(s)
             except Exception as e:  # noqa: BLE001 - any read failure means "unusable"
-                reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                logging.warning(
-                    "Checkpoint %s/%d is unreadable (%s); trying an older one.",
-                    self.directory, s, reason[:300],
+                failures.append((s, f"its metadata is unreadable: {_reason(e)}"))
+                continue
+            if check is not None:
+                check(meta)
+            try:
+                restored = self._manager.restore(
+                    s, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))
                 )
-                failures.append(f"step {s} ({reason[:200]})")
+                tree = restored["state"]
+            except Exception as e:  # noqa: BLE001
+                failures.append((s, f"its state is unreadable: {_reason(e)}"))
+                continue
+            expected = meta.get("checksum")
+            if expected is not None and checksum(tree) != expected:
+                failures.append((s, "its state does not match the checksum saved with it"))
                 continue
             if failures:
-                logging.warning(
-                    "Resumed from the checkpoint of step %d instead of the newer unreadable %s.",
-                    s, ", ".join(failures),
-                )
-            tree = restored["state"]
+                self._set_aside(failures, s)
             g_state = serialization.from_state_dict(g_state, tree["g"])
             d_state = serialization.from_state_dict(d_state, tree["d"])
             rng = jax.random.wrap_key_data(tree["rng"])
-            return g_state, d_state, rng, dict(restored["meta"])
+            return g_state, d_state, rng, meta
+        listing = "; ".join(f"step {s}: {why}" for s, why in failures)
         raise CheckpointError(
-            f"no readable checkpoint in {self.directory}: {'; '.join(failures)}. Nothing was "
-            "deleted; move the directory aside to start afresh, or restore a backup."
+            f"no usable checkpoint in {self.directory} ({listing}). Nothing was deleted; "
+            "move the directory aside to start afresh, or restore a backup."
         )
 
-    def wait(self) -> None:
-        """Blocks until pending asynchronous saves are complete."""
-        self._manager.wait_until_finished()
+    def _set_aside(self, failures: list[tuple[int, str]], resumed: int) -> None:
+        """Warns once about unusable checkpoints; an owner moves them out of the way."""
+        listing = "; ".join(f"step {s}: {why}" for s, why in failures)
+        if not self.owner:
+            logging.warning(
+                "Using the checkpoint of step %d: the newer one(s) are unusable (%s).",
+                resumed,
+                listing,
+            )
+            return
+        aside = self.directory.rstrip(os.sep) + "_unusable"
+        if jax.process_index() == 0:
+            os.makedirs(aside, exist_ok=True)
+            for s, _ in failures:
+                dest = os.path.join(aside, str(s))
+                n = 1
+                while os.path.exists(dest):
+                    dest, n = os.path.join(aside, f"{s}.{n}"), n + 1
+                os.replace(os.path.join(self.directory, str(s)), dest)
+        if jax.process_count() > 1:  # Everyone sees the same steps before saving again.
+            multihost_utils.sync_global_devices("gan_jax_checkpoints_set_aside")
+        self._manager.reload()
+        logging.warning(
+            "Resuming from the checkpoint of step %d: the newer one(s) are unusable (%s) "
+            "and were moved to %s.",
+            resumed,
+            listing,
+            aside,
+        )
 
     def close(self) -> None:
-        self._manager.wait_until_finished()
-        self._manager.close()
+        """Waits for a pending save (raising CheckpointError if it failed) and closes."""
+        try:
+            self.wait()
+        finally:
+            try:
+                self._manager.close()
+            except Exception as e:  # noqa: BLE001 - a failed save was reported already
+                logging.warning("Closing the checkpoint manager: %s", _reason(e))
 
 
 def check_compatible(saved: dict[str, Any], config: ml_collections.ConfigDict, where: str) -> None:
     """Raises CheckpointError when a checkpoint's architecture differs from `config`'s."""
     saved_arch = saved.get("architecture", {})
+    current = architecture(config)
     diffs = [
-        f"{k}: checkpoint {saved_arch[k]!r} vs config {config[k]!r}"
-        for k in ARCHITECTURE_FIELDS
-        if k in saved_arch and saved_arch[k] != config[k]
+        f"{k}: checkpoint {saved_arch[k]!r} vs config {current[k]!r}"
+        for k in current
+        if k in saved_arch and saved_arch[k] != current[k]
     ]
     if diffs:
         raise CheckpointError(

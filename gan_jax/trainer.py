@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging as pylogging
 import math
 import os
 import signal
@@ -23,17 +24,21 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import logging
+from absl import flags, logging
 
-from gan_jax import checkpoint, images, input_pipeline, models
+from gan_jax import checkpoint, images, models
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
-from gan_jax.state import TrainState, create_train_states, make_spec
+from gan_jax.state import DTYPES, TrainState, create_train_states, make_spec
 from gan_jax.step import generate_from_latent, sample_latent
 
 # Exit code of a run stopped by SIGTERM/SIGINT after its final checkpoint
 # (sysexits' EX_TEMPFAIL: "try again later"); rerunning the command resumes it.
 EXIT_PREEMPTED = 75
+# What to do when a loss or parameter becomes NaN/inf (`config.on_nonfinite`).
+NONFINITE_POLICIES = ("halt", "rollback")
+# Rollbacks to the same checkpoint before the run halts after all.
+MAX_ROLLBACKS = 3
 
 
 def say(message: str, *args: Any) -> None:
@@ -59,6 +64,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(str(e)) from None
     if config.channels not in (1, 3):
         raise ConfigError(f"channels={config.channels} is not supported; use 1 or 3.")
+    if config.dtype not in DTYPES:
+        raise ConfigError(
+            f"dtype={config.dtype!r} is not supported; use one of {sorted(DTYPES)}, e.g. "
+            "--config.dtype=float32."
+        )
     k = config.steps_per_dispatch
     if k < 1:
         raise ConfigError(f"steps_per_dispatch={k} must be at least 1.")
@@ -77,6 +87,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         )
     if config.log_every_steps == 0:
         raise ConfigError("log_every_steps must be positive (NaN checks run at every log).")
+    if config.keep_checkpoints < 1:
+        raise ConfigError(
+            f"keep_checkpoints={config.keep_checkpoints} must be at least 1; e.g. "
+            "--config.keep_checkpoints=3."
+        )
+    policy = nonfinite_policy(config)
+    if policy not in NONFINITE_POLICIES:
+        raise ConfigError(
+            f"on_nonfinite={policy!r} is not one of {NONFINITE_POLICIES}; e.g. "
+            "--config.on_nonfinite=halt."
+        )
+
+
+def nonfinite_policy(config: ml_collections.ConfigDict) -> str:
+    """`config.on_nonfinite`: "halt" (the default) or "rollback"."""
+    return config.get("on_nonfinite", "halt")
 
 
 def prepare_workdir(workdir: str) -> str:
@@ -119,7 +145,9 @@ class _StopRequest:
             self.__exit__()
             raise KeyboardInterrupt
         self.signal = signum
-        logging.warning("Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name)
+        logging.warning(
+            "Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name
+        )
 
     def __exit__(self, *exc):
         for sig, handler in self._previous.items():
@@ -205,84 +233,130 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains (or resumes) the run in `workdir` up to `config.num_train_steps`.
 
     Returns a summary: `status` ("finished", "already_finished" or "preempted"),
-    `step`, and the last logged `metrics`.
+    `step`, and the last logged `metrics`. Problems the user can fix raise a
+    `GanJaxError` (a bad config or dataset, an unusable or incompatible
+    checkpoint, a failed save, NaN/inf); the cheap checks run first, before any
+    data is read or step compiled.
     """
     validate_config(config)
-    workdir = prepare_workdir(workdir)
-    data_info = input_pipeline.validate(config)
     parallel = Parallel(config)
-    say(
-        "Data: %s (%d examples); %d devices, %d processes, global batch %d.",
-        data_info.name, data_info.num_examples, jax.device_count(), jax.process_count(),
-        config.batch_size,
-    )
+    workdir = prepare_workdir(workdir)
 
-    init_key, train_key, sample_key = rng_streams(config.seed)
-    g_state, d_state = create_train_states(config, init_key)
     ckpt = checkpoint.Checkpointer(
-        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints
+        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints, owner=True
     )
-    step = 0
-    latest = ckpt.latest_step()
-    if latest is not None:
-        checkpoint.check_compatible(ckpt.read_meta(latest), config, workdir)
-        g_state, d_state, train_key, meta = ckpt.restore(g_state, d_state, train_key)
-        step = int(g_state.step)
-        say("Resumed from the checkpoint of step %d in %s.", step, ckpt.directory)
-        if meta.get("process_count", 1) != jax.process_count():
-            logging.warning(
-                "The checkpoint was written by %s processes, this run has %d: the data order "
-                "after resuming differs from an uninterrupted run.",
-                meta.get("process_count"), jax.process_count(),
-            )
-    if step >= config.num_train_steps:
-        say("Nothing to do: the run in %s already reached step %d.", workdir, step)
-        ckpt.close()
-        return {"status": "already_finished", "step": step, "metrics": {}}
-    if jax.process_index() == 0:
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2))
-
-    batches = input_pipeline.create_input_iter(
-        config,
-        process_batch_size=parallel.local_batch,
-        start_example=step * parallel.local_batch,
-    )
-    sample_z = sample_latent(sample_key, config.num_sample_images, config.latent_dim)
-    logger = _Logger(workdir, config)
     try:
-        return _loop(config, workdir, parallel, ckpt, logger, batches, g_state, d_state,
-                     train_key, sample_z, step)
-    finally:
-        logger.close()
-        ckpt.close()
+        step, examples = 0, 0
+
+        def compatible(meta: dict[str, Any]) -> None:
+            checkpoint.check_compatible(meta, config, workdir)
+
+        newest = ckpt.newest_meta()
+        if newest is not None:
+            compatible(newest)  # Before anything is compiled.
+        init_key, train_key, sample_key = rng_streams(config.seed)
+        g_state, d_state = create_train_states(config, init_key)
+        if ckpt.all_steps():
+            g_state, d_state, train_key, meta = ckpt.restore(
+                g_state, d_state, train_key, check=compatible
+            )
+            step = int(g_state.step)
+            examples = step * parallel.local_batch
+            if meta.get("process_count", 1) != jax.process_count():
+                logging.warning(
+                    "The checkpoint was written by %s processes, this run has %d: the data "
+                    "order after resuming differs from an uninterrupted run.",
+                    meta.get("process_count"),
+                    jax.process_count(),
+                )
+            else:
+                examples = int(meta.get("examples_per_process", examples))
+            say("Resumed from the checkpoint of step %d in %s.", step, ckpt.directory)
+        if step >= config.num_train_steps:
+            say("Nothing to do: the run in %s already reached step %d.", workdir, step)
+            ckpt.close()
+            return {"status": "already_finished", "step": step, "metrics": {}}
+
+        from gan_jax import input_pipeline  # TensorFlow loads only once it is needed.
+
+        data_info = input_pipeline.validate(config)
+        say(
+            "Data: %s (%d examples); %d devices, %d processes, global batch %d.",
+            data_info.name,
+            data_info.num_examples,
+            jax.device_count(),
+            jax.process_count(),
+            config.batch_size,
+        )
+        if jax.process_index() == 0:
+            with open(os.path.join(workdir, "config.json"), "w") as f:
+                f.write(config.to_json_best_effort(indent=2))
+        batches = input_pipeline.create_input_iter(
+            config, process_batch_size=parallel.local_batch, start_example=examples
+        )
+        sample_z = sample_latent(sample_key, config.num_sample_images, config.latent_dim)
+        logger = _Logger(workdir, config)
+        try:
+            loop = _Loop(config, workdir, parallel, ckpt, logger, batches, sample_z)
+            summary = loop.run(g_state, d_state, train_key, step, examples)
+        finally:
+            logger.close()
+    except BaseException:
+        # Finish or abandon a pending save without hiding the error being raised.
+        try:
+            ckpt.close()
+        except checkpoint.CheckpointError as e:
+            logging.error("%s", e)
+        raise
+    ckpt.close()
+    return summary
 
 
-def _loop(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    parallel: Parallel,
-    ckpt: checkpoint.Checkpointer,
-    logger: _Logger,
-    batches: Iterator[np.ndarray],
-    g_state: TrainState,
-    d_state: TrainState,
-    train_key: jax.Array,
-    sample_z: jax.Array,
-    step: int,
-) -> dict[str, Any]:
-    k = config.steps_per_dispatch
-    train_fn = parallel.compile()
-    g_state, d_state = parallel.put_states(g_state, d_state)
-    key = parallel.put_states(train_key) if parallel.mode == "auto" else train_key
-    pending: list[tuple[int, Any]] = []  # (first step, stacked device metrics)
-    last_metrics: dict[str, float] = {}
-    last_saved = step if ckpt.latest_step() == step else None
+class _NonFinite(Exception):
+    """Raised inside the loop when a loss or parameter is NaN/inf."""
 
-    def flush(keep_newest: bool) -> None:
-        """Reads pending metrics, checks them, and logs their mean."""
-        nonlocal pending, last_metrics
-        ready, pending = (pending[:-1], pending[-1:]) if keep_newest else (pending, [])
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step
+
+
+class _Loop:
+    """The training loop and what it does between steps: logs, samples, saves."""
+
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        workdir: str,
+        parallel: Parallel,
+        ckpt: checkpoint.Checkpointer,
+        logger: _Logger,
+        batches: Iterator[np.ndarray],
+        sample_z: jax.Array,
+    ):
+        self.config = config
+        self.workdir = workdir
+        self.parallel = parallel
+        self.ckpt = ckpt
+        self.logger = logger
+        self.batches = batches
+        self.sample_z = sample_z
+        self.pending: list[tuple[int, Any]] = []  # (first step, stacked device metrics)
+        self.last_metrics: dict[str, float] = {}
+        self.last_saved: int | None = None
+        self.rollbacks: dict[int, int] = {}  # checkpoint step -> rollbacks to it
+
+    def _kept(self) -> str:
+        if self.last_saved is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (step {self.last_saved}) is kept in {self.ckpt.directory}"
+
+    def flush(self, keep_newest: bool) -> None:
+        """Reads pending metrics, checks that they are finite, and logs their mean."""
+        k = self.config.steps_per_dispatch
+        if keep_newest:
+            ready, self.pending = self.pending[:-1], self.pending[-1:]
+        else:
+            ready, self.pending = self.pending, []
         if not ready:
             return
         host = jax.device_get([m for _, m in ready])
@@ -291,63 +365,163 @@ def _loop(
             for name, values in stacked.items():
                 values = np.asarray(values)
                 bad = np.flatnonzero(~np.isfinite(values))
-                if bad.size and config.halt_on_nonfinite:
-                    raise NonFiniteError(
-                        f"{name} became {values[bad[0]]} at step {first + int(bad[0]) + 1}; "
-                        f"the last good checkpoint (step {last_saved}) is kept in {ckpt.directory}. "
-                        "Lower the learning rates or change the loss, then rerun to resume."
-                    )
+                if bad.size:
+                    at = first + int(bad[0]) + 1
+                    raise _NonFinite(f"{name} became {values[bad[0]]} at step {at}", at)
                 rows.setdefault(name, []).extend(values.tolist())
-        last_step = ready[-1][0] + k
-        last_metrics = logger.scalars(last_step, {n: float(np.mean(v)) for n, v in rows.items()})
+        means = {n: float(np.mean(v)) for n, v in rows.items()}
+        self.last_metrics = self.logger.scalars(ready[-1][0] + k, means)
 
-    def save(at: int) -> None:
-        nonlocal last_saved
-        flush(keep_newest=False)
-        g, d = parallel.get_states(g_state, d_state)
-        if not bool(_all_finite((g.params, d.params, g.batch_stats, d.batch_stats))):
+    def save(self, step: int, g_state, d_state, train_key, examples: int) -> None:
+        """Checks the metrics and parameters, then saves; never saves NaN/inf."""
+        self.flush(keep_newest=False)
+        g, d = self.parallel.get_states(g_state, d_state)
+        if not bool(_all_finite((g, d))):
+            raise _NonFinite(f"the parameters became NaN/inf by step {step}", step)
+        self.ckpt.save(step, g, d, train_key, _meta(self.config, examples))
+        self.last_saved = step
+
+    def rollback(self, bad: _NonFinite, g_state, d_state, train_key, examples: int):
+        """Restores the last checkpoint; the batches read since are skipped."""
+        self.pending = []
+        self.ckpt.wait()
+        to = self.last_saved
+        if to is None:
+            raise NonFiniteError(f"{bad}; there is no checkpoint to roll back to yet.") from None
+        self.rollbacks[to] = self.rollbacks.get(to, 0) + 1
+        if self.rollbacks[to] > MAX_ROLLBACKS:
             raise NonFiniteError(
-                f"parameters became NaN/inf by step {at}; not saving them. The last good "
-                f"checkpoint (step {last_saved}) is kept in {ckpt.directory}."
-            )
-        ckpt.save(at, g, d, train_key, _meta(config, at * parallel.local_batch))
-        last_saved = at
+                f"{bad}, again after {MAX_ROLLBACKS} rollbacks to the checkpoint of step {to} "
+                f"(kept in {self.ckpt.directory}). Lower the learning rates or change the "
+                "loss, then rerun to resume."
+            ) from None
+        g, d = self.parallel.get_states(g_state, d_state)
+        g, d, train_key, _ = self.ckpt.restore(g, d, train_key, step=to)
+        logging.warning(
+            "%s; rolled back to the checkpoint of step %d (rollback %d of at most %d to it), "
+            "skipping the batches read since (example %d of this process onwards).",
+            bad,
+            to,
+            self.rollbacks[to],
+            MAX_ROLLBACKS,
+            examples,
+        )
+        say("Rolled back to step %d after %s.", to, bad)
+        g_state, d_state = self.parallel.put_states(g, d)
+        return g_state, d_state, train_key, to
 
-    log_due = False
-    logger.start(step)
-    with _StopRequest() as stop:
-        while step < config.num_train_steps:
-            local = stack_batches([next(batches) for _ in range(k)])
-            g_state, d_state, metrics = train_fn(g_state, d_state, parallel.put_batch(local), key)
-            pending.append((step, metrics))
-            step += k
-            if log_due:  # the previous interval's metrics, read after this dispatch
-                flush(keep_newest=True)
+    def run(self, g_state, d_state, train_key, step: int, examples: int) -> dict[str, Any]:
+        config, parallel = self.config, self.parallel
+        k = config.steps_per_dispatch
+        per_dispatch = k * parallel.local_batch
+        train_fn = parallel.compile()
+        g_state, d_state = parallel.put_states(g_state, d_state)
+        key = parallel.put_states(train_key) if parallel.mode == "auto" else train_key
+        if self.ckpt.latest_step() == step:
+            self.last_saved = step
+        policy = nonfinite_policy(config)
+        with _StopRequest() as stop:
+            while True:
                 log_due = False
-            if step % config.log_every_steps == 0:
-                log_due = True
-            if config.sample_every_steps and step % config.sample_every_steps == 0:
-                grid = _sample_grid(parallel.get_states(g_state), sample_z)
-                if jax.process_index() == 0:
-                    images.save_png(os.path.join(workdir, "samples", f"step_{step:08d}.png"), grid)
-                    images.save_png(os.path.join(workdir, "samples", "latest.png"), grid)
-                    logger.image(step, grid)
-            if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-                save(step)
-            if stop.signal is not None:
-                save(step)
-                ckpt.wait()
-                say("Stopped at step %d after saving; rerun the same command to resume.", step)
-                return {"status": "preempted", "step": step, "metrics": last_metrics}
-        flush(keep_newest=False)
-        ckpt.wait()
-    say("Finished at step %d; checkpoints in %s.", step, ckpt.directory)
-    return {"status": "finished", "step": step, "metrics": last_metrics}
+                self.logger.start(step)
+                try:
+                    while step < config.num_train_steps:
+                        local = stack_batches([next(self.batches) for _ in range(k)])
+                        g_state, d_state, metrics = train_fn(
+                            g_state, d_state, parallel.put_batch(local), key
+                        )
+                        self.pending.append((step, metrics))
+                        step += k
+                        examples += per_dispatch
+                        if log_due:  # The previous interval's metrics, read after this dispatch.
+                            self.flush(keep_newest=True)
+                            log_due = False
+                        if step % config.log_every_steps == 0:
+                            log_due = True
+                        if config.sample_every_steps and step % config.sample_every_steps == 0:
+                            self._samples(step, g_state)
+                        if step % config.checkpoint_every_steps == 0 or (
+                            step == config.num_train_steps
+                        ):
+                            self.save(step, g_state, d_state, train_key, examples)
+                        if stop.signal is not None:
+                            self.save(step, g_state, d_state, train_key, examples)
+                            self.ckpt.wait()
+                            say(
+                                "Stopped at step %d after saving; rerun the same command to "
+                                "resume.",
+                                step,
+                            )
+                            return {
+                                "status": "preempted",
+                                "step": step,
+                                "metrics": self.last_metrics,
+                            }
+                    self.flush(keep_newest=False)
+                    break
+                except _NonFinite as bad:
+                    if policy == "halt":
+                        raise NonFiniteError(
+                            f"{bad}; {self._kept()}. Lower the learning rates or change the "
+                            "loss (or set --config.on_nonfinite=rollback), then rerun to resume."
+                        ) from None
+                    g_state, d_state, train_key, step = self.rollback(
+                        bad, g_state, d_state, train_key, examples
+                    )
+            self.ckpt.wait()
+        say("Finished at step %d; checkpoints in %s.", step, self.ckpt.directory)
+        return {"status": "finished", "step": step, "metrics": self.last_metrics}
+
+    def _samples(self, step: int, g_state: TrainState) -> None:
+        grid = _sample_grid(self.parallel.get_states(g_state), self.sample_z)
+        if jax.process_index() == 0:
+            images.save_png(os.path.join(self.workdir, "samples", f"step_{step:08d}.png"), grid)
+            images.save_png(os.path.join(self.workdir, "samples", "latest.png"), grid)
+            self.logger.image(step, grid)
 
 
 def main_exit_code(summary: dict[str, Any]) -> int:
     """The process exit code for a `train_and_evaluate` summary."""
     return EXIT_PREEMPTED if summary["status"] == "preempted" else 0
+
+
+def flag_error(e: BaseException, argv: list[str]) -> str:
+    """One line for an error from parsing the command line (absl flags, ml_collections)."""
+    text = str(e).strip()
+    if isinstance(e, (AttributeError, KeyError)):
+        field = text.strip("\"'")
+        given = [a for a in argv if a.startswith("--config.") and field in a.split("=")[0]]
+        where = f"in {given[0]} " if given else ""
+        return f"unknown config field {field!r} {where}(see configs/default.py for the fields)."
+    if "is not supported for overriding" in text:
+        field = text.split(" of field ")[-1].split(" is not")[0]
+        return (
+            f"{field} cannot be set on the command line (its default is None, which has no "
+            "type to parse into); set it in a config file instead."
+        )
+    if isinstance(e, OSError):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        return f"could not load the config file: {lines[-1] if lines else e}"
+    lines = text.splitlines()
+    first = lines[0] if lines else type(e).__name__
+    return first if isinstance(e, flags.Error) else f"{type(e).__name__}: {first}"
+
+
+class _LibraryNoise(pylogging.Filter):
+    """Drops orbax's records (the trainer reports checkpoint problems itself) and tfds's
+    warnings (notes on dataset preparation), keeping tfds's errors."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        if f"{os.sep}orbax{os.sep}" in record.pathname:
+            return record.levelno >= pylogging.CRITICAL
+        if f"{os.sep}tensorflow_datasets{os.sep}" in record.pathname:
+            return record.levelno >= pylogging.ERROR
+        return True
+
+
+def quiet_library_logs() -> None:
+    """Keeps the console to the trainer's own messages (for the command line)."""
+    pylogging.getLogger("absl").addFilter(_LibraryNoise())
 
 
 def fail(message: str) -> None:
