@@ -4,6 +4,14 @@ At the default sizes (latent 100, width 64, 32x32x3) these reproduce the classic
 DCGAN exactly: the same layers, the same parameter counts, no biases, BatchNorm
 with PyTorch's momentum (0.1) and epsilon (1e-5), and DCGAN initialisation.
 Every larger power-of-two image size adds one stage, as in pytorch/examples.
+
+Two implementations compute the same functions from the same parameters
+(`conv_impl`): "lax" runs XLA convolutions on NHWC activations; "dot" keeps
+activations channels-major, (C, H, W, N), and writes every convolution as a
+matrix product with a memory-only rearrangement around it, whose forward and
+backward passes are all row-major matrix products. "dot" is several times
+faster on XLA:CPU, whose convolution and weight-gradient kernels are slow for
+these shapes, and it sends bfloat16 products to the CPU's bf16 matrix units.
 """
 
 from __future__ import annotations
@@ -38,8 +46,18 @@ def num_stages(image_size: int) -> int:
     return int(math.log2(image_size)) - 2
 
 
-def _batch_norm(axis_name: str | None, dtype: Any, name: str) -> nn.BatchNorm:
+def resolve_conv_impl(conv_impl: str) -> str:
+    """"dot" or "lax" for a `conv_impl` setting ("auto": "dot" on CPU, else "lax")."""
+    if conv_impl == "auto":
+        return "dot" if jax.default_backend() == "cpu" else "lax"
+    if conv_impl not in ("dot", "lax"):
+        raise ValueError(f"unknown conv_impl {conv_impl!r}; use 'auto', 'dot' or 'lax'.")
+    return conv_impl
+
+
+def _batch_norm(axis_name: str | None, dtype: Any, name: str, axis: int = -1) -> nn.BatchNorm:
     return nn.BatchNorm(
+        axis=axis,
         momentum=BN_MOMENTUM,
         epsilon=BN_EPSILON,
         axis_name=axis_name,
@@ -60,8 +78,11 @@ class Generator(nn.Module):
       dtype: computation dtype (float32, or bfloat16 for mixed precision);
         parameters and BatchNorm statistics stay float32.
       axis_name: the mapped axis for cross-replica BatchNorm under pmap/shard_map.
-      subpixel: compute each stride-2 transposed convolution as one 3x3
-        convolution followed by depth-to-space (the same function, often faster).
+      subpixel: with conv_impl="lax", compute each stride-2 transposed
+        convolution as one 3x3 convolution followed by depth-to-space (the same
+        function, faster than XLA's transposed convolution).
+      conv_impl: "dot", "lax" or "auto" ("dot" on CPU, "lax" elsewhere); see
+        the module docstring.
     """
 
     image_size: int = 32
@@ -70,9 +91,12 @@ class Generator(nn.Module):
     dtype: Any = jnp.float32
     axis_name: str | None = None
     subpixel: bool = False
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, z_NxL: jax.Array, train: bool = True) -> jax.Array:
+        if resolve_conv_impl(self.conv_impl) == "dot":
+            return self._call_dot(z_NxL, train)
         n = num_stages(self.image_size)
         widths = [self.width * 2 ** (n - 1 - i) for i in range(n)]
         x = z_NxL.astype(self.dtype)[:, None, None, :]
@@ -92,6 +116,24 @@ class Generator(nn.Module):
                 x = nn.relu(x)
         return jnp.tanh(x.astype(jnp.float32))
 
+    def _call_dot(self, z_NxL: jax.Array, train: bool) -> jax.Array:
+        n = num_stages(self.image_size)
+        widths = [self.width * 2 ** (n - 1 - i) for i in range(n)]
+        latent_dim = z_NxL.shape[-1]
+        kernel = _Kernel((4, 4, latent_dim, widths[0]), name="project")()
+        x = project_dot(z_NxL.astype(self.dtype), kernel.astype(self.dtype))
+        x = _batch_norm(self.axis_name, self.dtype, "bn0", axis=0)(x, use_running_average=not train)
+        x = nn.relu(x)
+        for i, features in enumerate(widths[1:] + [self.channels]):
+            kernel = _UpKernel((4, 4, x.shape[0], features), name=f"up{i + 1}")()
+            x = conv_transpose_dot(x, kernel.astype(self.dtype))
+            if i + 1 < n:
+                x = _batch_norm(self.axis_name, self.dtype, f"bn{i + 1}", axis=0)(
+                    x, use_running_average=not train
+                )
+                x = nn.relu(x)
+        return from_channels_major(jnp.tanh(x.astype(jnp.float32)))
+
 
 class Discriminator(nn.Module):
     """Maps images (N, S, S, C) to real/fake logits (N,); no sigmoid inside.
@@ -104,9 +146,12 @@ class Discriminator(nn.Module):
     width: int = 64
     dtype: Any = jnp.float32
     axis_name: str | None = None
+    conv_impl: str = "auto"
 
     @nn.compact
     def __call__(self, x_NxSxSxC: jax.Array, train: bool = True) -> jax.Array:
+        if resolve_conv_impl(self.conv_impl) == "dot":
+            return self._call_dot(x_NxSxSxC, train)
         n = num_stages(self.image_size)
         x = x_NxSxSxC.astype(self.dtype)
         for i in range(n):
@@ -124,6 +169,20 @@ class Discriminator(nn.Module):
             dtype=self.dtype, name="logit",
         )(x)
         return x.reshape(x.shape[0]).astype(jnp.float32)
+
+    def _call_dot(self, x_NxSxSxC: jax.Array, train: bool) -> jax.Array:
+        n = num_stages(self.image_size)
+        x = to_channels_major(x_NxSxSxC.astype(self.dtype))
+        for i in range(n):
+            kernel = _Kernel((4, 4, x.shape[0], self.width * 2**i), name=f"down{i}")()
+            x = conv_dot(x, kernel.astype(self.dtype))
+            if i > 0:
+                x = _batch_norm(self.axis_name, self.dtype, f"bn{i}", axis=0)(
+                    x, use_running_average=not train
+                )
+            x = nn.leaky_relu(x, 0.2)
+        kernel = _Kernel((4, 4, x.shape[0], 1), name="logit")()
+        return logit_dot(x, kernel.astype(self.dtype)).astype(jnp.float32)
 
 
 class UpsampleConvTranspose(nn.Module):
@@ -207,3 +266,209 @@ def upsample_conv(features: int, subpixel: bool, dtype: Any, name: str) -> nn.Mo
     if subpixel:
         return UpsampleSubpixel(features, dtype=dtype, name=name)
     return UpsampleConvTranspose(features, dtype=dtype, name=name)
+
+
+# Channels-major implementation ("dot"). Activations are (C, H, W, N); each
+# convolution is `matmul(weights, rearranged activations)`.
+
+
+class _Kernel(nn.Module):
+    """A bare convolution kernel, named and initialised like flax's Conv/ConvTranspose kernel."""
+
+    shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return self.param("kernel", conv_init, self.shape, jnp.float32)
+
+
+class _UpKernel(nn.Module):
+    """The kernel of `UpsampleConvTranspose` (same parameter path: <name>/conv/kernel)."""
+
+    shape: tuple[int, ...]
+
+    @nn.compact
+    def __call__(self) -> jax.Array:
+        return _Kernel(self.shape, name="conv")()
+
+
+def to_channels_major(x_NxHxWxC: jax.Array) -> jax.Array:
+    """(N, H, W, C) -> (C, H, W, N)."""
+    return jnp.transpose(x_NxHxWxC, (3, 1, 2, 0))
+
+
+def from_channels_major(x_CxHxWxN: jax.Array) -> jax.Array:
+    """(C, H, W, N) -> (N, H, W, C)."""
+    return jnp.transpose(x_CxHxWxN, (3, 1, 2, 0))
+
+
+def _materialised_transpose(x: jax.Array) -> jax.Array:
+    # The barrier stops XLA from folding the transpose into the dot's dimension
+    # numbers: XLA:CPU's fast matrix kernels take row-major (M, K) x (K, N) only.
+    return jax.lax.optimization_barrier(jnp.transpose(x))
+
+
+def _contract(a: jax.Array, b: jax.Array, n: int, out_sharding: Any = None) -> jax.Array:
+    """Contracts the last `n` axes of `a` with the first `n` of `b` (float32 accumulation)."""
+    dims = (tuple(range(a.ndim - n, a.ndim)), tuple(range(n)))
+    return jax.lax.dot_general(
+        a, b, (dims, ((), ())), preferred_element_type=jnp.float32, out_sharding=out_sharding
+    )
+
+
+def _replicated_like(x: jax.Array) -> Any:
+    """Output sharding for a product that contracts `x`'s (possibly sharded) batch axis."""
+    mesh = jax.typeof(x).sharding.mesh
+    return None if mesh.empty else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+
+
+@jax.custom_vjp
+def matmul(w_PxQ: jax.Array, x_Qx___: jax.Array) -> jax.Array:
+    """w @ x over x's first axis, (P, Q) x (Q, ...) -> (P, ...), in x's dtype.
+
+    Products accumulate in float32. All three products of the forward and
+    backward pass are row-major (M, K) x (K, N): the weight gradient, which
+    contracts the long axes, transposes the smaller of its two operands first
+    instead of leaving XLA a column-major product, which XLA:CPU runs on a slow
+    path (and in float32 for bfloat16 inputs).
+    """
+    return _contract(jax.lax.optimization_barrier(w_PxQ), x_Qx___, 1).astype(x_Qx___.dtype)
+
+
+def _matmul_fwd(w, x):
+    return matmul(w, x), (w, x)
+
+
+def _matmul_bwd(res, g):
+    w, x = res
+    g = g.astype(x.dtype)
+    rest = x.ndim - 1
+    dx = _contract(_materialised_transpose(w), g, 1).astype(x.dtype)
+    out = _replicated_like(x)
+    # The barriers after the products keep XLA from producing them in the layout
+    # their consumers prefer, which it does by swapping the operands into a
+    # column-major product.
+    if g.shape[0] <= x.shape[0]:
+        g_t = jax.lax.optimization_barrier(jnp.moveaxis(g, 0, -1))
+        dw = jnp.transpose(jax.lax.optimization_barrier(_contract(x, g_t, rest, out)))
+    else:
+        x_t = jax.lax.optimization_barrier(jnp.moveaxis(x, 0, -1))
+        dw = jax.lax.optimization_barrier(_contract(g, x_t, rest, out))
+    return dw.astype(w.dtype), dx
+
+
+matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def project_dot(z_NxL: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The generator's 1x1 -> 4x4 "valid" transposed convolution: (N, L) -> (O, 4, 4, N)."""
+    kh, kw, latent_dim, out = kernel.shape
+    # A transposed convolution of a single pixel is the kernel flipped in space.
+    w = kernel[::-1, ::-1].transpose(3, 0, 1, 2).reshape(out * kh * kw, latent_dim)
+    return matmul(w, jnp.transpose(z_NxL)).reshape(out, kh, kw, z_NxL.shape[0])
+
+
+@jax.custom_vjp
+def _patches(x_CxHxWxN: jax.Array) -> jax.Array:
+    """Zero-padded (pad 1) 4x4 stride-2 windows: (C, H, W, N) -> (16, C, H/2, W/2, N).
+
+    Tap `4 * ky + kx` holds x[c, 2i + ky - 1, 2j + kx - 1, n].
+    """
+    _, h, w, _ = x_CxHxWxN.shape
+    xp = jnp.pad(x_CxHxWxN, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    return jnp.stack(
+        [xp[:, ky : ky + h : 2, kx : kx + w : 2] for ky in range(4) for kx in range(4)]
+    )
+
+
+def _patches_transpose(t: jax.Array) -> jax.Array:
+    """The adjoint of `_patches`, written as a gather so that XLA fuses it into one loop."""
+    _, c, ho, wo, n = t.shape
+    # Padded input pixel (2i + py, 2j + px) is tap (2dy + py, 2dx + px) of window (i - dy, j - dx).
+    tp = jnp.pad(t, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = []
+    for py in (0, 1):
+        cols = []
+        for px in (0, 1):
+            terms = [
+                tp[4 * (2 * dy + py) + 2 * dx + px, :, 1 - dy : 2 - dy + ho, 1 - dx : 2 - dx + wo]
+                for dy in (0, 1)
+                for dx in (0, 1)
+            ]
+            cols.append(sum(terms[1:], terms[0]))
+        rows.append(jnp.stack(cols, axis=3))
+    xp = jnp.stack(rows, axis=2).reshape(c, 2 * ho + 2, 2 * wo + 2, n)
+    return xp[:, 1:-1, 1:-1]
+
+
+_patches.defvjp(lambda x: (_patches(x), None), lambda _, t: (_patches_transpose(t),))
+
+
+def conv_dot(x_CxHxWxN: jax.Array, kernel: jax.Array) -> jax.Array:
+    """4x4 stride-2 convolution with padding 1 (the discriminator's): -> (O, H/2, W/2, N)."""
+    c, h, w, n = x_CxHxWxN.shape
+    out = kernel.shape[-1]
+    p = _patches(x_CxHxWxN).reshape(16 * c, h // 2, w // 2, n)
+    return matmul(_materialised_transpose(kernel.reshape(16 * c, out)), p)
+
+
+# Output row 2r + a of the stride-2 transposed convolution (PyTorch padding 1)
+# sums kernel row ky applied to input row r + d, for (ky, d) in _TAPS[a].
+_TAPS = {0: ((0, -1), (2, 0)), 1: ((1, 0), (3, 1))}
+
+
+@jax.custom_vjp
+def _overlap_add(z: jax.Array) -> jax.Array:
+    """Sums per-tap products (4, 4, O, H, W, N) into the upsampled output (O, 2H, 2W, N)."""
+    _, _, o, h, w, n = z.shape
+    zp = jnp.pad(z, ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
+    rows = []
+    for a in (0, 1):
+        cols = []
+        for b in (0, 1):
+            terms = [
+                zp[ky, kx, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+                for ky, dy in _TAPS[a]
+                for kx, dx in _TAPS[b]
+            ]
+            cols.append(sum(terms[1:], terms[0]))
+        rows.append(jnp.stack(cols, axis=3))
+    return jnp.stack(rows, axis=2).reshape(o, 2 * h, 2 * w, n)
+
+
+def _overlap_add_transpose(g: jax.Array) -> jax.Array:
+    o, h2, w2, n = g.shape
+    h, w = h2 // 2, w2 // 2
+    gp = jnp.pad(g.reshape(o, h, 2, w, 2, n), ((0, 0), (1, 1), (0, 0), (1, 1), (0, 0), (0, 0)))
+    taps = [[None] * 4 for _ in range(4)]
+    for a in (0, 1):
+        for b in (0, 1):
+            for ky, dy in _TAPS[a]:
+                for kx, dx in _TAPS[b]:
+                    taps[ky][kx] = gp[:, 1 - dy : 1 - dy + h, a, 1 - dx : 1 - dx + w, b]
+    return jnp.stack([jnp.stack(row) for row in taps])
+
+
+_overlap_add.defvjp(lambda z: (_overlap_add(z), None), lambda _, g: (_overlap_add_transpose(g),))
+
+
+def conv_transpose_dot(x_CxHxWxN: jax.Array, kernel: jax.Array) -> jax.Array:
+    """`UpsampleConvTranspose` on channels-major activations: -> (O, 2H, 2W, N).
+
+    Each input pixel meets all 16 taps exactly once, so one product with the
+    kernel as a (16 O, C) matrix does every multiplication the layer needs.
+    """
+    c, h, w, n = x_CxHxWxN.shape
+    out = kernel.shape[-1]
+    w_16OxC = kernel.transpose(0, 1, 3, 2).reshape(16 * out, c)
+    z = matmul(w_16OxC, x_CxHxWxN)
+    return _overlap_add(z.reshape(4, 4, out, h, w, n))
+
+
+def logit_dot(x_CxHxWxN: jax.Array, kernel: jax.Array) -> jax.Array:
+    """The discriminator's last (full-size, "valid") convolution to one logit: -> (N,)."""
+    c, h, w, n = x_CxHxWxN.shape
+    # A matrix-vector product: too small for the matrix kernels, so plain float32.
+    w_K = kernel[..., 0].transpose(2, 0, 1).reshape(c * h * w).astype(jnp.float32)
+    x_KxN = x_CxHxWxN.reshape(c * h * w, n).astype(jnp.float32)
+    return jnp.einsum("k,kn->n", w_K, x_KxN)
