@@ -133,7 +133,7 @@ def create_train_states(
     g_state = TrainState.create(
         apply_fn=generator.apply,
         params=g_vars["params"],
-        batch_stats=g_vars["batch_stats"],
+        batch_stats=g_vars.get("batch_stats", {}),
         ema_params=g_vars["params"] if spec.ema_decay else None,
         tx=_adam(config.g_learning_rate, config),
         model=generator,
@@ -142,7 +142,7 @@ def create_train_states(
     d_state = TrainState.create(
         apply_fn=discriminator.apply,
         params=d_vars["params"],
-        batch_stats=d_vars["batch_stats"],
+        batch_stats=d_vars.get("batch_stats", {}),
         tx=_adam(config.d_learning_rate, config),
         model=discriminator,
         spec=spec,

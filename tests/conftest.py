@@ -10,7 +10,18 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+import tempfile  # noqa: E402
+
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# Reuse compiled programs across test processes and runs (subprocess tests compile the
+# same small models many times).
+jax.config.update(
+    "jax_compilation_cache_dir",
+    os.environ.get(
+        "GAN_JAX_TEST_COMPILE_CACHE", os.path.join(tempfile.gettempdir(), "gan_jax_jit_cache")
+    ),
+)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 
 def pytest_collection_modifyitems(config, items):
