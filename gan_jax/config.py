@@ -72,8 +72,6 @@ def default_config() -> ml_collections.ConfigDict:
     config.diff_augment = ""
     # Generator EMA decay for sampling and evaluation (e.g. 0.999; 0 disables).
     config.ema_decay = 0.0
-    # Spectral normalisation of the discriminator's convolutions.
-    config.spectral_norm = False
     # Training steps (one D and one G update each).
     config.num_train_steps = 50_000
     # Adam learning rates and moments, as in the DCGAN paper.

@@ -15,7 +15,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gan_jax.augment import diff_augment
 from gan_jax.losses import get_loss
+from gan_jax.regularizers import gradient_penalty, r1_penalty
 from gan_jax.state import TrainState
 
 Metrics = dict[str, jax.Array]
@@ -84,9 +86,16 @@ def train_step(
       >>> sorted(metrics)[:4], int(g_state.step)
       (['d_fake', 'd_grad_norm', 'd_loss', 'd_real'], 1)
     """
-    loss = get_loss(d_state.spec.loss)
+    spec = d_state.spec
+    loss = get_loss(spec.loss)
     generator, discriminator = _with_axis(g_state, axis_name), _with_axis(d_state, axis_name)
-    z = sample_latent(rng, images.shape[0], d_state.spec.latent_dim, axis_name)
+    z = sample_latent(rng, images.shape[0], spec.latent_dim, axis_name)
+    aug_key, gp_key = jax.random.split(jax.random.fold_in(rng, 1))
+
+    def augment(x, i):
+        if not spec.diff_augment:
+            return x
+        return diff_augment(x, jax.random.fold_in(aug_key, i), spec.diff_augment)
 
     def g_forward(params):
         fakes, updates = generator.apply(g_state.variables(params), z, mutable=["batch_stats"])
@@ -101,24 +110,50 @@ def train_step(
         return logits, updates["batch_stats"]
 
     def d_loss_fn(params):
-        real_logits, stats = d_apply(params, d_state.batch_stats, images)
-        fake_logits, stats = d_apply(params, stats, fakes)
-        return loss.d_loss(real_logits, fake_logits), (real_logits, fake_logits, stats)
+        real_in, fake_in = augment(images, 0), augment(fakes, 1)
+        real_logits, stats = d_apply(params, d_state.batch_stats, real_in)
+        fake_logits, stats = d_apply(params, stats, fake_in)
+        total = loss.d_loss(real_logits, fake_logits)
+        extra = {}
+        d_fn = lambda x: d_apply(params, stats, x)[0]  # noqa: E731
+        if spec.r1_gamma:
+            extra["r1_penalty"] = _lazy(
+                spec.r1_interval, d_state.step, lambda: r1_penalty(d_fn, real_in)
+            )
+            total = total + 0.5 * spec.r1_gamma * spec.r1_interval * extra["r1_penalty"]
+        if spec.gp_weight:
+            extra["gradient_penalty"] = gradient_penalty(d_fn, real_in, fake_in, gp_key)
+            total = total + spec.gp_weight * extra["gradient_penalty"]
+        return total, (real_logits, fake_logits, stats, extra)
 
-    (d_loss, (real_logits, fake_logits, d_stats)), d_grads = jax.value_and_grad(
+    (d_loss, (real_logits, fake_logits, d_stats, extra)), d_grads = jax.value_and_grad(
         d_loss_fn, has_aux=True
     )(d_state.params)
     d_grads = _pmean(d_grads, axis_name)
     d_state = d_state.apply_gradients(grads=d_grads, batch_stats=d_stats)
 
-    def g_loss_fn(fakes):
-        logits, stats = d_apply(d_state.params, d_state.batch_stats, fakes)
-        return loss.g_loss(logits), stats
+    def g_update(g_state, d_stats):
+        def g_loss_fn(fakes):
+            logits, stats = d_apply(d_state.params, d_stats, augment(fakes, 2))
+            return loss.g_loss(logits), stats
 
-    (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
-    (g_grads,) = g_vjp(fake_grads)
-    g_grads = _pmean(g_grads, axis_name)
-    g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_batch_stats)
+        (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
+        (g_grads,) = g_vjp(fake_grads)
+        g_grads = _pmean(g_grads, axis_name)
+        g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_batch_stats)
+        return _update_ema(g_state), d_stats, g_loss, optax.global_norm(g_grads)
+
+    if spec.n_dis == 1:
+        g_state, d_stats, g_loss, g_grad_norm = g_update(g_state, d_state.batch_stats)
+    else:
+        # D has just made its step; G moves after every n_dis-th. On the other steps
+        # g_loss is reported at the D step's fake logits and g_grad_norm as 0.
+        def skip(g_state, d_stats):
+            return g_state, d_stats, loss.g_loss(fake_logits), jnp.zeros((), jnp.float32)
+
+        g_state, d_stats, g_loss, g_grad_norm = jax.lax.cond(
+            d_state.step % spec.n_dis == 0, g_update, skip, g_state, d_state.batch_stats
+        )
     d_state = d_state.replace(batch_stats=d_stats)
 
     metrics = {
@@ -127,9 +162,30 @@ def train_step(
         "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
         "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
         "d_grad_norm": optax.global_norm(d_grads),
-        "g_grad_norm": optax.global_norm(g_grads),
+        "g_grad_norm": g_grad_norm,
+        **extra,
     }
     return g_state, d_state, _pmean(metrics, axis_name)
+
+
+def _lazy(interval: int, step: jax.Array, fn) -> jax.Array:
+    """`fn()` on steps that are multiples of `interval`, else 0 (without computing it)."""
+    if interval == 1:
+        return fn()
+    return jax.lax.cond(step % interval == 0, fn, lambda: jnp.zeros((), jnp.float32))
+
+
+def _update_ema(g_state: TrainState) -> TrainState:
+    """Moves the generator's EMA towards its new parameters (no-op when disabled)."""
+    decay_max = g_state.spec.ema_decay
+    if not decay_max:
+        return g_state
+    t = g_state.step.astype(jnp.float32)
+    decay = jnp.minimum(decay_max, (1.0 + t) / (10.0 + t))
+    ema = jax.tree.map(
+        lambda e, p: decay * e + (1.0 - decay) * p, g_state.ema_params, g_state.params
+    )
+    return g_state.replace(ema_params=ema)
 
 
 def generate(g_state: TrainState, rng: jax.Array, n: int) -> jax.Array:
@@ -145,6 +201,11 @@ def generate(g_state: TrainState, rng: jax.Array, n: int) -> jax.Array:
     return generate_from_latent(g_state, z)
 
 
-def generate_from_latent(g_state: TrainState, z: jax.Array) -> jax.Array:
-    """Images in [-1, 1] for the given latent vectors (eval-mode BatchNorm)."""
-    return g_state.model.apply(g_state.variables(), z, train=False)
+def generate_from_latent(g_state: TrainState, z: jax.Array, use_ema: bool = True) -> jax.Array:
+    """Images in [-1, 1] for the given latent vectors (eval-mode BatchNorm).
+
+    Uses the generator's parameter EMA when the run keeps one (`config.ema_decay`)
+    and `use_ema` is True.
+    """
+    params = g_state.ema_params if use_ema and g_state.ema_params is not None else None
+    return g_state.model.apply(g_state.variables(params), z, train=False)
