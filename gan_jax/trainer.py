@@ -431,6 +431,11 @@ class _Loop:
                             g_state, d_state, parallel.put_batch(local), key
                         )
                         self.pending.append((step, metrics))
+                        if len(self.pending) > 1:
+                            # At most two dispatches in flight: the device stays busy with
+                            # this one while the host waits for the previous, so a stop
+                            # request is acted on within a step or two, not a log interval.
+                            jax.block_until_ready(self.pending[-2][1])
                         step += k
                         examples += per_dispatch
                         if log_due:  # The previous interval's metrics, read after this dispatch.
