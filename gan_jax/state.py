@@ -62,7 +62,10 @@ class TrainState(train_state.TrainState):
 
     def variables(self, params: Any | None = None) -> dict[str, Any]:
         """The Flax variables dict, optionally with other `params`."""
-        return {"params": self.params if params is None else params, "batch_stats": self.batch_stats}
+        return {
+            "params": self.params if params is None else params,
+            "batch_stats": self.batch_stats,
+        }
 
 
 def make_models(config: ml_collections.ConfigDict) -> tuple[models.Generator, models.Discriminator]:

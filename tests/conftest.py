@@ -7,10 +7,10 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 
+import tempfile  # noqa: E402
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
-
-import tempfile  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 # Reuse compiled programs across test processes and runs (subprocess tests compile the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -44,8 +45,9 @@ def test_same_checkpoint_and_flags_give_the_same_bytes(workdir, tmp_path):
     write_samples(workdir, a, num=9)
     write_samples(workdir, b, num=9)
     write_samples(workdir, c, num=9, seed=1)
-    assert open(a, "rb").read() == open(b, "rb").read()
-    assert open(a, "rb").read() != open(c, "rb").read()
+    data = {p: Path(p).read_bytes() for p in (a, b, c)}
+    assert data[a] == data[b]
+    assert data[a] != data[c]
     assert Image.open(a).size == (3 * 16 + 2 * 2, 3 * 16 + 2 * 2)
 
 
