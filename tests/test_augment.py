@@ -51,8 +51,11 @@ def test_color_changes_values_but_not_structure():
 
 def test_gradients_flow_through_every_transform():
     x = _images()
-    g = jax.grad(lambda x: jnp.sum(augment.diff_augment(x, jax.random.key(4),
-                                                         "color,translation,cutout") ** 2))(x)
+    g = jax.grad(
+        lambda x: jnp.sum(
+            augment.diff_augment(x, jax.random.key(4), "color,translation,cutout") ** 2
+        )
+    )(x)
     assert np.isfinite(np.asarray(g)).all() and float(jnp.abs(g).sum()) > 0
 
 

@@ -54,6 +54,7 @@ def test_penalty_of_a_linear_critic_with_unit_gradient_is_zero():
     w = jnp.full((1, 2, 2, 1), 0.5)  # ||w|| = 1 per image
     d_fn = lambda x: jnp.sum(x * w, axis=(1, 2, 3))  # noqa: E731
     x = jnp.ones((3, 2, 2, 1))
-    np.testing.assert_allclose(regularizers.gradient_penalty(d_fn, x, -x, jax.random.key(0)),
-                               0.0, atol=1e-6)
+    np.testing.assert_allclose(
+        regularizers.gradient_penalty(d_fn, x, -x, jax.random.key(0)), 0.0, atol=1e-6
+    )
     np.testing.assert_allclose(regularizers.r1_penalty(d_fn, x), 1.0, rtol=1e-6)

@@ -43,8 +43,9 @@ def test_step_updates_both_networks_and_reports_metrics(tiny_config):
     for before, after in [(g_state, g2), (d_state, d2)]:
         changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before.params, after.params)
         assert all(jax.tree.leaves(changed))
-        stats = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), before.batch_stats,
-                             after.batch_stats)
+        stats = jax.tree.map(
+            lambda a, b: bool(jnp.any(a != b)), before.batch_stats, after.batch_stats
+        )
         assert all(jax.tree.leaves(stats))
 
 
@@ -68,8 +69,9 @@ def _reference_step(g_state, d_state, images, rng):
 
     def d_loss_fn(p):
         r, upd = d_apply({"params": p, "batch_stats": d_state.batch_stats}, images)
-        f, upd = d_apply({"params": p, "batch_stats": upd["batch_stats"]},
-                         jax.lax.stop_gradient(fakes))
+        f, upd = d_apply(
+            {"params": p, "batch_stats": upd["batch_stats"]}, jax.lax.stop_gradient(fakes)
+        )
         return loss.d_loss(r, f), upd["batch_stats"]
 
     d_grads, d_stats = jax.grad(d_loss_fn, has_aux=True)(d_state.params)
@@ -89,35 +91,48 @@ def test_single_generator_forward_equals_straightforward_step(tiny_config):
     g_state, d_state, images = _setup(tiny_config)
     g1, d1, _ = jax.jit(gan_jax.train_step)(g_state, d_state, images, jax.random.key(3))
     g2, d2 = jax.jit(_reference_step)(g_state, d_state, images, jax.random.key(3))
-    for a, b in [(g1.params, g2.params), (d1.params, d2.params),
-                 (g1.batch_stats, g2.batch_stats), (d1.batch_stats, d2.batch_stats)]:
+    for a, b in [
+        (g1.params, g2.params),
+        (d1.params, d2.params),
+        (g1.batch_stats, g2.batch_stats),
+        (d1.batch_stats, d2.batch_stats),
+    ]:
         jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6), a, b)
 
 
 def test_runs_under_pmap_like_jit(tiny_config):
     g_state, d_state, images = _setup(tiny_config)
     n = jax.local_device_count()
-    step = jax.pmap(functools.partial(gan_jax.train_step, axis_name="batch"), axis_name="batch",
-                    in_axes=(0, 0, 0, None))
+    step = jax.pmap(
+        functools.partial(gan_jax.train_step, axis_name="batch"),
+        axis_name="batch",
+        in_axes=(0, 0, 0, None),
+    )
     x = images.reshape(n, -1, *images.shape[1:])
     gp, dp, mp = step(replicate(g_state), replicate(d_state), x, jax.random.key(3))
     gj, dj, mj = jax.jit(gan_jax.train_step)(g_state, d_state, images, jax.random.key(3))
     np.testing.assert_allclose(mp["d_loss"][0], mj["d_loss"], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6),
-                 gp.params, gj.params)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a[0], b, rtol=1e-4, atol=1e-6), gp.params, gj.params
+    )
 
 
 def test_adam_hyperparameters_are_the_dcgan_ones():
     config = gan_jax.default_config()
     g_state, d_state = gan_jax.create_train_states(config, jax.random.key(0))
     assert (config.g_learning_rate, config.d_learning_rate, config.b1, config.b2) == (
-        2e-4, 2e-4, 0.5, 0.999)
+        2e-4,
+        2e-4,
+        0.5,
+        0.999,
+    )
     # One Adam step moves every weight by ~lr (bias-corrected first step).
     grads = jax.tree.map(jnp.ones_like, d_state.params)
     new = d_state.apply_gradients(grads=grads)
     delta = jax.tree.map(lambda a, b: np.asarray(a - b), d_state.params, new.params)
-    np.testing.assert_allclose(np.concatenate([d.ravel() for d in jax.tree.leaves(delta)]),
-                               2e-4, rtol=1e-3)
+    np.testing.assert_allclose(
+        np.concatenate([d.ravel() for d in jax.tree.leaves(delta)]), 2e-4, rtol=1e-3
+    )
     assert isinstance(optax.global_norm(grads), jax.Array)
 
 

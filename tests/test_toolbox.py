@@ -30,8 +30,9 @@ def test_ema_follows_the_ramped_decay(tiny_config):
     d1, d2 = min(0.9, 2 / 11), min(0.9, 3 / 12)
     expected = jax.tree.map(lambda e, p: d1 * e + (1 - d1) * p, g0.params, g1.params)
     expected = jax.tree.map(lambda e, p: d2 * e + (1 - d2) * p, expected, g2.params)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7),
-                 g2.ema_params, expected)
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), g2.ema_params, expected
+    )
     z = jnp.zeros((2, tiny_config.latent_dim))
     with_ema = gan_jax.generate_from_latent(g2, z)
     without = gan_jax.generate_from_latent(g2, z, use_ema=False)
@@ -44,8 +45,9 @@ def test_n_dis_updates_the_generator_every_n_steps(tiny_config):
     g_steps = [int(g.step) for g, _ in history]
     d_steps = [int(d.step) for _, d in history]
     assert d_steps == [0, 1, 2, 3, 4] and g_steps == [0, 0, 1, 1, 2]
-    same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), history[0][0].params,
-                        history[1][0].params)
+    same = jax.tree.map(
+        lambda a, b: bool(jnp.all(a == b)), history[0][0].params, history[1][0].params
+    )
     assert all(jax.tree.leaves(same))
 
 

@@ -19,16 +19,26 @@ nn = torch.nn
 
 def _torch_models(nz=100, ngf=64, ndf=64, nc=3):
     g = nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2),
+        nn.ConvTranspose2d(nz, ngf * 4, 4, 1, 0, bias=False),
+        nn.BatchNorm2d(ngf * 4),
         nn.ReLU(),
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(),
-        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh(),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf * 2),
+        nn.ReLU(),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ngf),
+        nn.ReLU(),
+        nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False),
+        nn.Tanh(),
     )
     d = nn.Sequential(
-        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2),
-        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4),
+        nn.Conv2d(nc, ndf, 4, 2, 1, bias=False),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ndf * 2),
+        nn.LeakyReLU(0.2),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False),
+        nn.BatchNorm2d(ndf * 4),
         nn.LeakyReLU(0.2),
         nn.Conv2d(ndf * 4, 1, 4, 1, 0, bias=False),
     )
@@ -111,6 +121,7 @@ def test_one_step_matches_pytorch_dcgan():
             assert diff.max() <= 4e-4, name
     # BatchNorm running means follow PyTorch's momentum (0.1); running variances differ
     # only by PyTorch's unbiased n/(n-1) correction of the batch variance.
-    np.testing.assert_allclose(g_new.batch_stats["bn0"]["mean"], g_t[1].running_mean.numpy(),
-                               rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        g_new.batch_stats["bn0"]["mean"], g_t[1].running_mean.numpy(), rtol=1e-4, atol=1e-6
+    )
     assert jnp.all(jnp.isfinite(g_new.batch_stats["bn0"]["var"]))
