@@ -1,0 +1,11 @@
+"""`python -m gan_jax.evaluate --workdir DIR`: FID/KID/IS of a trained run.
+
+The implementation lives in `gan_jax.metrics.evaluate`; this module is its short name.
+"""
+
+from absl import app
+
+from gan_jax.metrics.evaluate import main
+
+if __name__ == "__main__":
+    app.run(main)
