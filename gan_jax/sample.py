@@ -19,13 +19,17 @@ from gan_jax.errors import GanJaxError
 from gan_jax.runs import load_run
 from gan_jax.step import generate_from_latent, sample_latent
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/).")
-_OUT = flags.DEFINE_string("out", "samples.png", "Output PNG path.")
-_NUM = flags.DEFINE_integer("num", 64, "Number of images (rows of the walk with --interpolate).")
-_SEED = flags.DEFINE_integer("seed", 0, "Noise seed; change it for other samples.")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
-_INTERPOLATE = flags.DEFINE_bool("interpolate", False, "Write latent interpolations.")
-_FRAMES = flags.DEFINE_integer("frames", 10, "Images per interpolation row.")
+
+def _define_flags() -> None:
+    # Defined only when run as a program, so importing this module next to other
+    # absl programs (tests, notebooks) defines no flags.
+    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/).")
+    flags.DEFINE_string("out", "samples.png", "Output PNG path.")
+    flags.DEFINE_integer("num", 64, "Number of images (rows of the walk with --interpolate).")
+    flags.DEFINE_integer("seed", 0, "Noise seed; change it for other samples.")
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+    flags.DEFINE_bool("interpolate", False, "Write latent interpolations.")
+    flags.DEFINE_integer("frames", 10, "Images per interpolation row.")
 
 
 def interpolation_latents(rng: jax.Array, rows: int, frames: int, latent_dim: int) -> jax.Array:
@@ -67,19 +71,18 @@ def main(argv: list[str]) -> None:
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    if _WORKDIR.value is None:
+    f = flags.FLAGS
+    if f.workdir is None:
         print("error: --workdir is required (the directory given to train.py).", file=sys.stderr)
         sys.exit(2)
     try:
-        write_samples(
-            _WORKDIR.value, _OUT.value, _NUM.value, _SEED.value, _INTERPOLATE.value,
-            _FRAMES.value, _STEP.value,
-        )
+        write_samples(f.workdir, f.out, f.num, f.seed, f.interpolate, f.frames, f.step)
     except GanJaxError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"wrote {_OUT.value}")
+    print(f"wrote {f.out}")
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
