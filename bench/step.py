@@ -200,7 +200,10 @@ class TorchRunner:
         self.opt_d = torch.optim.Adam(self.d.parameters(), **adam)
         self.g_fwd, self.d_fwd = self.g, self.d
         if mode == "torch_compile":
-            self.g_fwd, self.d_fwd = torch.compile(self.g), torch.compile(self.d)
+            # Static shapes: the discriminator sees the same shapes with and without
+            # gradients, and dynamic-shape recompilation fails in Inductor on CPU.
+            self.g_fwd = torch.compile(self.g, dynamic=False)
+            self.d_fwd = torch.compile(self.d, dynamic=False)
         self.criterion = torch.nn.BCEWithLogitsLoss()
         self.real = torch.rand(batch, CHANNELS, IMAGE_SIZE, IMAGE_SIZE, device=self.dev) * 2 - 1
         self.ones = torch.ones(batch, device=self.dev)
@@ -294,9 +297,13 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _worker(conn: Any, spec: str, batch: int, dtype: str, steps_per_dispatch: int) -> None:
+def _worker(
+    conn: Any, spec: str, batch: int, dtype: str, steps_per_dispatch: int, cpus: list[int] | None
+) -> None:
     """Builds and warms up one runner, then times rounds on request."""
     sys.path.insert(0, ROOT)
+    if cpus:  # Before any thread pool exists: both frameworks size theirs from the affinity.
+        os.sched_setaffinity(0, cpus)
     try:
         if spec.startswith("jax"):
             runner: Any = JaxRunner(spec, batch, dtype, steps_per_dispatch)
@@ -386,6 +393,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=10, help="training steps per timed round")
     p.add_argument("--steps_per_dispatch", type=int, default=1, help="gan_jax steps per call")
     p.add_argument("--pause", type=float, default=0.3, help="seconds between turns")
+    p.add_argument(
+        "--cpus",
+        default="",
+        help="pin every worker to these CPUs, e.g. 0 (one core: robust to other load)",
+    )
     p.add_argument("--json", default=None, help="also write the results here")
     args = p.parse_args(argv)
 
@@ -403,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
     # One process per runner: JAX must not grab most of the GPU in each of them.
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
+    cpus = [int(c) for c in args.cpus.split(",") if c]
     ctx = multiprocessing.get_context("spawn")
     load_start = os.getloadavg()
     workers: list[tuple[Any, Any, Result]] = []
@@ -411,7 +424,8 @@ def main(argv: list[str] | None = None) -> None:
             for spec in specs:
                 conn, child = ctx.Pipe()
                 proc = ctx.Process(
-                    target=_worker, args=(child, spec, batch, dtype, args.steps_per_dispatch)
+                    target=_worker,
+                    args=(child, spec, batch, dtype, args.steps_per_dispatch, cpus),
                 )
                 proc.start()
                 status, payload = conn.recv()
@@ -453,7 +467,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{machine['cpu']}, {machine['cpu_count']} CPUs, devices {machine['devices']}; "
         f"jax {machine['jax']}, torch {machine['torch']}; load average "
         f"{load_start[0]:.1f} -> {machine['loadavg_end'][0]:.1f}; median of {args.repeats} "
-        f"rounds of {args.steps} steps"
+        f"rounds of {args.steps} steps" + (f"; workers pinned to CPUs {cpus}" if cpus else "")
     )
     print(_table(results))
     if args.json:

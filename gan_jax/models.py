@@ -47,7 +47,7 @@ def num_stages(image_size: int) -> int:
 
 
 def resolve_conv_impl(conv_impl: str) -> str:
-    """"dot" or "lax" for a `conv_impl` setting ("auto": "dot" on CPU, else "lax")."""
+    """ "dot" or "lax" for a `conv_impl` setting ("auto": "dot" on CPU, else "lax")."""
     if conv_impl == "auto":
         return "dot" if jax.default_backend() == "cpu" else "lax"
     if conv_impl not in ("dot", "lax"):
@@ -102,8 +102,13 @@ class Generator(nn.Module):
         x = z_NxL.astype(self.dtype)[:, None, None, :]
         # Project 1x1 -> 4x4 (a 4x4 "valid" transposed convolution).
         x = nn.ConvTranspose(
-            widths[0], (4, 4), padding="VALID", use_bias=False, kernel_init=conv_init,
-            dtype=self.dtype, name="project",
+            widths[0],
+            (4, 4),
+            padding="VALID",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            name="project",
         )(x)
         x = _batch_norm(self.axis_name, self.dtype, "bn0")(x, use_running_average=not train)
         x = nn.relu(x)
@@ -156,8 +161,14 @@ class Discriminator(nn.Module):
         x = x_NxSxSxC.astype(self.dtype)
         for i in range(n):
             x = nn.Conv(
-                self.width * 2**i, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
-                use_bias=False, kernel_init=conv_init, dtype=self.dtype, name=f"down{i}",
+                self.width * 2**i,
+                (4, 4),
+                strides=(2, 2),
+                padding=((1, 1), (1, 1)),
+                use_bias=False,
+                kernel_init=conv_init,
+                dtype=self.dtype,
+                name=f"down{i}",
             )(x)
             if i > 0:
                 x = _batch_norm(self.axis_name, self.dtype, f"bn{i}")(
@@ -165,8 +176,13 @@ class Discriminator(nn.Module):
                 )
             x = nn.leaky_relu(x, 0.2)
         x = nn.Conv(
-            1, (4, 4), padding="VALID", use_bias=False, kernel_init=conv_init,
-            dtype=self.dtype, name="logit",
+            1,
+            (4, 4),
+            padding="VALID",
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            name="logit",
         )(x)
         return x.reshape(x.shape[0]).astype(jnp.float32)
 
@@ -195,8 +211,14 @@ class UpsampleConvTranspose(nn.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         # PyTorch padding p corresponds to lax padding k - 1 - p = 2 on each side.
         return nn.ConvTranspose(
-            self.features, (4, 4), strides=(2, 2), padding=((2, 2), (2, 2)),
-            use_bias=False, kernel_init=conv_init, dtype=self.dtype, name="conv",
+            self.features,
+            (4, 4),
+            strides=(2, 2),
+            padding=((2, 2), (2, 2)),
+            use_bias=False,
+            kernel_init=conv_init,
+            dtype=self.dtype,
+            name="conv",
         )(x)
 
 
@@ -222,7 +244,10 @@ class UpsampleSubpixel(nn.Module):
         )["kernel"]
         w = subpixel_kernel(kernel).astype(self.dtype)
         y = jax.lax.conv_general_dilated(
-            x.astype(self.dtype), w, (1, 1), ((1, 1), (1, 1)),
+            x.astype(self.dtype),
+            w,
+            (1, 1),
+            ((1, 1), (1, 1)),
             dimension_numbers=("NHWC", "HWIO", "NHWC"),
         )
         n, h, wd, _ = y.shape
@@ -368,6 +393,22 @@ def project_dot(z_NxL: jax.Array, kernel: jax.Array) -> jax.Array:
     return matmul(w, jnp.transpose(z_NxL)).reshape(out, kh, kw, z_NxL.shape[0])
 
 
+def _move(f: Any, x: jax.Array) -> jax.Array:
+    """Applies `f`, which only moves whole batch vectors (last axis), to x.
+
+    bfloat16 data moves as 32-bit words (two batch entries each): XLA:CPU copies,
+    slices and concatenates 16-bit elements several times slower than 32-bit ones.
+    """
+    n = x.shape[-1]
+    mesh = jax.typeof(x).sharding.mesh
+    shards = 1 if mesh.empty else math.prod(mesh.axis_sizes)
+    if x.dtype != jnp.bfloat16 or n % (2 * shards):
+        return f(x)
+    words = jax.lax.bitcast_convert_type(x.reshape(*x.shape[:-1], n // 2, 2), jnp.uint32)
+    y = f(words)
+    return jax.lax.bitcast_convert_type(y, x.dtype).reshape(*y.shape[:-1], 2 * y.shape[-1])
+
+
 @jax.custom_vjp
 def _patches(x_CxHxWxN: jax.Array) -> jax.Array:
     """Zero-padded (pad 1) 4x4 stride-2 windows: (C, H, W, N) -> (16, C, H/2, W/2, N).
@@ -375,30 +416,42 @@ def _patches(x_CxHxWxN: jax.Array) -> jax.Array:
     Tap `4 * ky + kx` holds x[c, 2i + ky - 1, 2j + kx - 1, n].
     """
     _, h, w, _ = x_CxHxWxN.shape
-    xp = jnp.pad(x_CxHxWxN, ((0, 0), (1, 1), (1, 1), (0, 0)))
-    return jnp.stack(
-        [xp[:, ky : ky + h : 2, kx : kx + w : 2] for ky in range(4) for kx in range(4)]
-    )
+
+    def windows(x):
+        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return jnp.stack(
+            [xp[:, ky : ky + h : 2, kx : kx + w : 2] for ky in range(4) for kx in range(4)]
+        )
+
+    return _move(windows, x_CxHxWxN)
 
 
 def _patches_transpose(t: jax.Array) -> jax.Array:
-    """The adjoint of `_patches`, written as a gather so that XLA fuses it into one loop."""
+    """The adjoint of `_patches`, gathered per output parity so that it is a few dense loops."""
     _, c, ho, wo, n = t.shape
-    # Padded input pixel (2i + py, 2j + px) is tap (2dy + py, 2dx + px) of window (i - dy, j - dx).
+    # Padded pixel (2i + py, 2j + px) is tap (2dy + py, 2dx + px) of window (i - dy, j - dx).
     tp = jnp.pad(t, ((0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
-    rows = []
+    planes = []
     for py in (0, 1):
-        cols = []
         for px in (0, 1):
             terms = [
                 tp[4 * (2 * dy + py) + 2 * dx + px, :, 1 - dy : 2 - dy + ho, 1 - dx : 2 - dx + wo]
                 for dy in (0, 1)
                 for dx in (0, 1)
             ]
-            cols.append(sum(terms[1:], terms[0]))
-        rows.append(jnp.stack(cols, axis=3))
-    xp = jnp.stack(rows, axis=2).reshape(c, 2 * ho + 2, 2 * wo + 2, n)
-    return xp[:, 1:-1, 1:-1]
+            planes.append(sum(terms[1:], terms[0]))
+    return _interleave(jnp.stack(planes))[:, 1:-1, 1:-1]
+
+
+def _interleave(planes: jax.Array) -> jax.Array:
+    """Parity planes (4, C, H, W, N), index 2 * py + px, -> (C, 2H, 2W, N)."""
+
+    def interleave(p):
+        _, c, h, w, n = p.shape
+        y = p.reshape(2, 2, c, h, w, n).transpose(2, 3, 0, 4, 1, 5)
+        return y.reshape(c, 2 * h, 2 * w, n)
+
+    return _move(interleave, planes)
 
 
 _patches.defvjp(lambda x: (_patches(x), None), lambda _, t: (_patches_transpose(t),))
@@ -419,34 +472,37 @@ _TAPS = {0: ((0, -1), (2, 0)), 1: ((1, 0), (3, 1))}
 
 @jax.custom_vjp
 def _overlap_add(z: jax.Array) -> jax.Array:
-    """Sums per-tap products (4, 4, O, H, W, N) into the upsampled output (O, 2H, 2W, N)."""
+    """Sums per-tap products (4, 4, O, H, W, N) into the upsampled output (O, 2H, 2W, N).
+
+    Tap (ky, kx) of input pixel (i, j) lands on output pixel (2i + 2 - ky, 2j + 2 - kx).
+    """
     _, _, o, h, w, n = z.shape
     zp = jnp.pad(z, ((0, 0), (0, 0), (0, 0), (1, 1), (1, 1), (0, 0)))
-    rows = []
+    planes = []
     for a in (0, 1):
-        cols = []
         for b in (0, 1):
             terms = [
                 zp[ky, kx, :, 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
                 for ky, dy in _TAPS[a]
                 for kx, dx in _TAPS[b]
             ]
-            cols.append(sum(terms[1:], terms[0]))
-        rows.append(jnp.stack(cols, axis=3))
-    return jnp.stack(rows, axis=2).reshape(o, 2 * h, 2 * w, n)
+            planes.append(sum(terms[1:], terms[0]))
+    return _interleave(jnp.stack(planes))
 
 
 def _overlap_add_transpose(g: jax.Array) -> jax.Array:
-    o, h2, w2, n = g.shape
-    h, w = h2 // 2, w2 // 2
-    gp = jnp.pad(g.reshape(o, h, 2, w, 2, n), ((0, 0), (1, 1), (0, 0), (1, 1), (0, 0), (0, 0)))
-    taps = [[None] * 4 for _ in range(4)]
-    for a in (0, 1):
-        for b in (0, 1):
-            for ky, dy in _TAPS[a]:
-                for kx, dx in _TAPS[b]:
-                    taps[ky][kx] = gp[:, 1 - dy : 1 - dy + h, a, 1 - dx : 1 - dx + w, b]
-    return jnp.stack([jnp.stack(row) for row in taps])
+    _, h2, w2, _ = g.shape
+
+    def taps(g):
+        gp = jnp.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        t = [
+            gp[:, 3 - ky : 3 - ky + h2 : 2, 3 - kx : 3 - kx + w2 : 2]
+            for ky in range(4)
+            for kx in range(4)
+        ]
+        return jnp.stack(t).reshape(4, 4, *t[0].shape)
+
+    return _move(taps, g)
 
 
 _overlap_add.defvjp(lambda z: (_overlap_add(z), None), lambda _, g: (_overlap_add_transpose(g),))
