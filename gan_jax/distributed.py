@@ -86,14 +86,18 @@ def initialize(
         return False
     if coordinator_address is not None and found in (None, "JAX_COORDINATOR_ADDRESS"):
         missing = [
-            name
-            for name, value in (("--num_processes", num_processes), ("--process_id", process_id))
+            (flag, env)
+            for flag, env, value in (
+                ("--num_processes", "JAX_NUM_PROCESSES", num_processes),
+                ("--process_id", "JAX_PROCESS_ID", process_id),
+            )
             if value is None
         ]
         if missing:
             raise ConfigError(
-                f"with --coordinator_address={coordinator_address}, also pass "
-                f"{' and '.join(missing)} (or set JAX_NUM_PROCESSES and JAX_PROCESS_ID)."
+                f"with the coordinator {coordinator_address}, also pass "
+                f"{' and '.join(flag for flag, _ in missing)} (or set "
+                f"{' and '.join(env for _, env in missing)})."
             )
         if not 0 <= process_id < num_processes:
             raise ConfigError(

@@ -15,8 +15,9 @@ JSON), optionally `distributed` (keyword arguments of
 * `hlo`: the batch sizes of the image-shaped (B, S, S, C) tensors in the lowered
   "auto" step (.json).
 * `train`: `train_and_evaluate(config + overrides, workdir)`; records the step at
-  which training started (after a resume, the checkpoint's), how often
-  `train_step` was traced and the training function compiled (.json).
+  which training started (after a resume, the checkpoint's), the metrics of
+  every step, how often `train_step` was traced and the training function
+  compiled (.json).
 * `errors`: the ConfigError messages for a global batch that does not split over
   the devices and for a mesh without all devices (.json).
 """
@@ -153,13 +154,17 @@ def _train(config: Any, job: dict[str, Any]) -> None:
         if event == COMPILE_EVENT and "multi_step" in str(kwargs.get("fun_name", "")):
             counts["step_compiles"] += 1
 
+    metrics = []
+
     def recording_compile(self):
         fn = compile_fn(self)
 
         def step(g_state, d_state, images, key):
             if not first_steps:
                 first_steps.append(int(np.asarray(self.get_states(g_state).step)))
-            return fn(g_state, d_state, images, key)
+            g_state, d_state, stacked = fn(g_state, d_state, images, key)
+            metrics.append(stacked)
+            return g_state, d_state, stacked
 
         return step
 
@@ -171,8 +176,12 @@ def _train(config: Any, job: dict[str, Any]) -> None:
     finally:
         parallel_lib.Parallel.compile = compile_fn
         parallel_lib.train_step = train_step
+    per_step = {
+        name: np.concatenate([np.asarray(m[name]) for m in metrics]).tolist() for name in metrics[0]
+    }
+    info = {"status": summary["status"], "first_step": first_steps[0], **counts}
     with open(job["out"], "w") as f:
-        json.dump({"status": summary["status"], "first_step": first_steps[0], **counts}, f)
+        json.dump({**info, "metrics": per_step}, f)
 
 
 def _errors(config: Any, job: dict[str, Any]) -> None:

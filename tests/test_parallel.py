@@ -1,14 +1,23 @@
 """Data parallelism: 1, 2, 4 and 8 devices and two processes train exactly like one device.
 
 The CPU device count is fixed when JAX starts, so each device count runs in a
-process of its own (`parallel_worker.py`), started with
-`XLA_FLAGS=--xla_force_host_platform_device_count=N`; the reference is plain
-`jax.jit(train_step)` on this process's single device.
+process of its own (`parallel_worker.py`, started with
+`XLA_FLAGS=--xla_force_host_platform_device_count=N`). The reference is plain
+`jax.jit(train_step)` on this process's single device, fed the same global batches:
+
+* the parallel layer, both paths, on 1, 2, 4 (and, marked slow, 8) devices, with
+  random batches: the same metrics and states after 3 steps, one trace, no
+  compilation after the first step;
+* the real trainer ("auto", the default) on 4 devices for 8 steps, resumed from
+  its step-4 checkpoint on 2 devices, and in two processes with 2 devices each
+  (`jax.distributed` over localhost, gloo collectives), each process reading its
+  own shard of the data: the same metrics and states as one device fed the same
+  global batches (for two processes, the concatenation of both shards' batches).
 
 Tolerance: every array of both states (parameters, BatchNorm statistics, Adam
-moments) must agree with the reference to 1e-5 of its largest magnitude, and the
-metrics to 1e-5 relative. The measured differences after 3-8 steps are below
-2e-6: XLA sums the global batch in a different order when it is split.
+moments) must agree with the reference to 1e-5 of its largest magnitude, the
+metrics to 1e-5 relative. The measured differences are about 1e-6: XLA sums the
+global batch in another order when it is split over devices.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import parallel_worker  # noqa: E402
 TOL = 1e-5
 STEPS = 3
 WORKER = Path(__file__).with_name("parallel_worker.py")
-WORKER_TIMEOUT_S = 1500  # Generous: the CPU is shared; an idle machine needs well under a minute.
+WORKER_TIMEOUT_S = 1500  # Generous for a busy CPU; an idle 2-core machine needs about a minute.
 _DISTRIBUTED_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
 
 plain_step = jax.jit(gan_jax.train_step)
@@ -59,6 +68,19 @@ def assert_states_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray],
         assert err <= TOL * scale, f"{what}: {name} differs by {err:.3g} (scale {scale:.3g})"
 
 
+def assert_metrics_close(got: dict, want: dict[str, np.ndarray], what: str):
+    assert got.keys() == want.keys(), what
+    for name, w in want.items():
+        np.testing.assert_allclose(got[name], w, rtol=TOL, atol=1e-7, err_msg=f"{what}: {name}")
+
+
+def assert_ran_once(info: dict, first_step: int) -> None:
+    """A trainer run finished, started at `first_step`, traced its step once and compiled it
+    at most once (not at all when the persistent compilation cache had it)."""
+    assert info["status"] == "finished" and info["first_step"] == first_step, info
+    assert info["traces"] == 1 and info["step_compiles"] <= 1, info
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
@@ -78,6 +100,9 @@ def run_workers(specs: list[dict], directory: Path, extra_env: list[dict] | None
             CUDA_VISIBLE_DEVICES="",
             TF_CPP_MIN_LOG_LEVEL="2",
         )
+        if jax.config.jax_compilation_cache_dir:  # Share the tests' persistent cache, if any.
+            env["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir
+            env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
         env.update((extra_env or [{}] * len(specs))[i])
         log = open(directory / f"worker_{i}.log", "w+")  # noqa: SIM115 - closed below
         proc = subprocess.Popen(
@@ -113,13 +138,15 @@ def restore_checkpoint(initial, workdir: Path, step: int) -> tuple[dict[str, np.
     return parallel_worker.flat_state(g, d), meta
 
 
-def train_reference(initial, shards: list, steps: int) -> dict[str, np.ndarray]:
-    """`steps` plain one-device steps on global batches that concatenate the shards' batches."""
+def train_reference(initial, batches) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Plain one-device steps from the initial states: final state, per-step metrics."""
     g, d, train_key = initial
-    for step in range(steps):
-        batch = np.concatenate([next(shard) for shard in shards])
-        g, d, _ = plain_step(g, d, batch, jax.random.fold_in(train_key, step))
-    return parallel_worker.flat_state(g, d)
+    metrics = []
+    for step, batch in enumerate(batches):
+        g, d, m = plain_step(g, d, batch, jax.random.fold_in(train_key, step))
+        metrics.append(m)
+    stacked = {n: np.array([float(m[n]) for m in metrics]) for n in metrics[0]}
+    return parallel_worker.flat_state(g, d), stacked
 
 
 def load_steps(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
@@ -130,16 +157,17 @@ def load_steps(path: Path) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]
     return state, metrics, info
 
 
-def steps_jobs(directory: Path, n: int) -> list[dict]:
-    return [
-        {
-            "kind": "steps",
-            "parallel": mode,
-            "steps": STEPS,
-            "out": str(directory / f"{mode}{n}.npz"),
-        }
-        for mode in parallel.PARALLEL_MODES
-    ]
+def steps_job(directory: Path, mode: str) -> dict:
+    return {
+        "kind": "steps",
+        "parallel": mode,
+        "steps": STEPS,
+        "out": str(directory / f"{mode}.npz"),
+    }
+
+
+def train_job(workdir: Path, out: Path, **overrides) -> dict:
+    return {"kind": "train", "workdir": str(workdir), "out": str(out), "overrides": overrides}
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -181,56 +209,46 @@ def initial(config):
 
 @pytest.fixture(scope="module")
 def reference(initial, config):
-    """Plain `jax.jit(train_step)` on one device: final state and per-step metrics."""
-    g, d, key = initial
-    metrics = []
-    for i, batch in enumerate(parallel_worker.global_batches(config, STEPS)):
-        g, d, m = plain_step(g, d, batch, jax.random.fold_in(key, i))
-        metrics.append(m)
-    stacked = {n: np.array([float(m[n]) for m in metrics]) for n in metrics[0]}
-    return parallel_worker.flat_state(g, d), stacked
+    """One device, `STEPS` steps on the random global batches of the "steps" jobs."""
+    return train_reference(initial, parallel_worker.global_batches(config, STEPS))
 
 
 @pytest.fixture(scope="module")
 def pipeline_reference(initial, config):
-    """One device, 8 steps on the trainer's batches of a one-process run."""
+    """One device, 8 steps on the batches of a one-process trainer run."""
     from gan_jax import input_pipeline
 
-    shard = input_pipeline.create_input_iter(config, process_batch_size=config.batch_size)
-    return train_reference(initial, [shard], config.num_train_steps)
+    batches = input_pipeline.create_input_iter(config, process_batch_size=config.batch_size)
+    return train_reference(initial, (next(batches) for _ in range(config.num_train_steps)))
 
 
 @pytest.fixture(scope="module")
 def four_devices(config, tmp_path_factory):
-    """4 devices: both paths, the compiled HLO, bad inputs, and an 8-step trainer run."""
+    """4 devices: pmap steps, the lowered "auto" step, bad inputs, an 8-step trainer run."""
     out = tmp_path_factory.mktemp("four")
-    jobs = steps_jobs(out, 4) + [
+    jobs = [
+        steps_job(out, "pmap"),
         {"kind": "hlo", "out": str(out / "hlo.json")},
         {"kind": "errors", "out": str(out / "errors.json")},
-        {"kind": "train", "workdir": str(out / "run"), "out": str(out / "train.json")},
+        train_job(out / "run", out / "train.json"),
     ]
     run_workers([{"devices": 4, "config": config.to_json(), "jobs": jobs}], out)
     return out
 
 
 def resume_job(four_devices: Path, out: Path, mode: str) -> dict:
-    """A run resuming a copy of the 4-device run from its step-4 checkpoint, in `mode`."""
+    """Resumes a copy of the 4-device run from its step-4 checkpoint, in `mode`."""
     workdir = out / f"resumed_{mode}"
     shutil.copytree(four_devices / "run", workdir)
     shutil.rmtree(workdir / "checkpoints" / "8")
-    return {
-        "kind": "train",
-        "workdir": str(workdir),
-        "overrides": {"parallel": mode},
-        "out": str(out / f"train_{mode}.json"),
-    }
+    return train_job(workdir, out / f"train_{mode}.json", parallel=mode)
 
 
 @pytest.fixture(scope="module")
 def two_devices(config, four_devices, tmp_path_factory):
-    """2 devices: both paths, and the 4-device run resumed from its step-4 checkpoint."""
+    """2 devices: pmap steps, and the 4-device run resumed from step 4 ("auto")."""
     out = tmp_path_factory.mktemp("two")
-    jobs = [*steps_jobs(out, 2), resume_job(four_devices, out, "auto")]
+    jobs = [steps_job(out, "pmap"), resume_job(four_devices, out, "auto")]
     run_workers([{"devices": 2, "config": config.to_json(), "jobs": jobs}], out)
     return out
 
@@ -246,45 +264,44 @@ def two_devices_pmap_resume(config, four_devices, tmp_path_factory):
 @pytest.fixture(scope="module")
 def eight_devices(config, tmp_path_factory):
     out = tmp_path_factory.mktemp("eight")
-    run_workers([{"devices": 8, "config": config.to_json(), "jobs": steps_jobs(out, 8)}], out)
+    jobs = [steps_job(out, mode) for mode in parallel.PARALLEL_MODES]
+    run_workers([{"devices": 8, "config": config.to_json(), "jobs": jobs}], out)
+    return out
+
+
+def run_two_processes(config, out: Path, mode: str) -> Path:
+    """Two processes with 2 CPU devices each train through the trainer, 2 steps per dispatch.
+
+    Process 0 gets the coordinator as arguments, process 1 from the environment.
+    """
+    address = f"localhost:{free_port()}"
+    specs = [
+        {
+            "devices": 2,
+            "config": config.to_json(),
+            "jobs": [
+                train_job(out / "run", out / f"train_{i}.json", steps_per_dispatch=2, parallel=mode)
+            ],
+        }
+        for i in range(2)
+    ]
+    specs[0]["distributed"] = {"coordinator_address": address, "num_processes": 2, "process_id": 0}
+    env = [
+        {},
+        {"JAX_COORDINATOR_ADDRESS": address, "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"},
+    ]
+    run_workers(specs, out, env)
     return out
 
 
 @pytest.fixture(scope="module")
 def two_processes(config, tmp_path_factory):
-    """Two processes with 2 CPU devices each train through the trainer, 2 steps per dispatch.
+    return run_two_processes(config, tmp_path_factory.mktemp("two_processes"), "auto")
 
-    Process 0 gets the coordinator as arguments, process 1 from the environment.
-    """
-    out = tmp_path_factory.mktemp("two_processes")
-    address = f"localhost:{free_port()}"
-    specs, env = [], []
-    for i in range(2):
-        job = {
-            "kind": "train",
-            "workdir": str(out / "run"),
-            "overrides": {"steps_per_dispatch": 2},
-            "out": str(out / f"train_{i}.json"),
-        }
-        spec = {"devices": 2, "config": config.to_json(), "jobs": [job]}
-        if i == 0:
-            spec["distributed"] = {
-                "coordinator_address": address,
-                "num_processes": 2,
-                "process_id": 0,
-            }
-            env.append({})
-        else:
-            env.append(
-                {
-                    "JAX_COORDINATOR_ADDRESS": address,
-                    "JAX_NUM_PROCESSES": "2",
-                    "JAX_PROCESS_ID": "1",
-                }
-            )
-        specs.append(spec)
-    run_workers(specs, out, env)
-    return out
+
+@pytest.fixture(scope="module")
+def two_processes_pmap(config, tmp_path_factory):
+    return run_two_processes(config, tmp_path_factory.mktemp("two_processes_pmap"), "pmap")
 
 
 # ----------------------------------------------------------------------------- equivalence
@@ -300,45 +317,53 @@ def test_one_device_paths_match_plain_jit(initial, config, reference, mode):
     fn = par.compile()
     g, d = par.put_states(g, d)
     key = par.put_states(key) if mode == "auto" else key
+    metrics = []
     for batch in parallel_worker.global_batches(config, STEPS):
-        g, d, _ = fn(g, d, par.put_batch(batch[None]), key)
-    assert_states_close(parallel_worker.flat_state(*par.get_states(g, d)), reference[0], mode)
+        g, d, m = fn(g, d, par.put_batch(batch[None]), key)
+        metrics.append(m)
+    state = parallel_worker.flat_state(*par.get_states(g, d))
+    assert_states_close(state, reference[0], mode)
+    got = {n: np.concatenate([np.asarray(m[n]) for m in metrics]) for n in metrics[0]}
+    assert_metrics_close(got, reference[1], mode)
 
 
-@pytest.mark.parametrize("mode", parallel.PARALLEL_MODES)
 @pytest.mark.parametrize(
-    "devices",
-    [2, 4, pytest.param(8, marks=pytest.mark.slow)],
+    "devices, mode",
+    [
+        (2, "pmap"),
+        (4, "pmap"),
+        pytest.param(8, "auto", marks=pytest.mark.slow),
+        pytest.param(8, "pmap", marks=pytest.mark.slow),
+    ],
 )
 def test_n_devices_train_like_one(request, reference, devices, mode):
+    """The parallel layer alone ("auto" on 2 and 4 devices runs through the trainer below)."""
     directory = request.getfixturevalue(
         {2: "two_devices", 4: "four_devices", 8: "eight_devices"}[devices]
     )
-    state, metrics, info = load_steps(directory / f"{mode}{devices}.npz")
-    want_state, want_metrics = reference
-    assert_states_close(state, want_state, f"{mode} on {devices} devices")
-    assert metrics.keys() == want_metrics.keys()
-    for name, want in want_metrics.items():
-        np.testing.assert_allclose(metrics[name], want, rtol=TOL, atol=1e-7, err_msg=name)
+    state, metrics, info = load_steps(directory / f"{mode}.npz")
+    assert_states_close(state, reference[0], f"{mode} on {devices} devices")
+    assert_metrics_close(metrics, reference[1], f"{mode} on {devices} devices")
     # One trace and one compilation serve every step; the caller's states survive donation.
-    assert info["traces"] == 1, info
-    assert info["compiles_after_first"] == 0, info
-    assert info["inputs_intact"], info
+    assert info == {"traces": 1, "compiles_after_first": 0, "inputs_intact": True}
 
 
 def test_auto_path_splits_all_work_over_devices(four_devices):
-    """No image-sized tensor of the whole global batch: the generator is sharded too."""
+    """No image-shaped tensor of the whole global batch: the generator is split too."""
     hlo = json.loads((four_devices / "hlo.json").read_text())
-    assert hlo["image_batch_sizes"], hlo  # The regex found the images at all.
+    assert hlo["image_batch_sizes"], hlo  # The pattern found the images at all.
     assert max(hlo["image_batch_sizes"]) <= hlo["per_device_batch"], hlo
 
 
 def test_trainer_on_4_devices_trains_like_one_device(initial, four_devices, pipeline_reference):
     """The real loop and input pipeline: 8 steps on 4 devices, one trace, one compilation."""
     info = json.loads((four_devices / "train.json").read_text())
-    assert info == {"status": "finished", "first_step": 0, "traces": 1, "step_compiles": 1}
-    state, _ = restore_checkpoint(initial, four_devices / "run", 8)
-    assert_states_close(state, pipeline_reference, "trainer on 4 devices")
+    assert_ran_once(info, first_step=0)
+    want_state, want_metrics = pipeline_reference
+    assert_metrics_close(info["metrics"], want_metrics, "trainer on 4 devices")
+    state, meta = restore_checkpoint(initial, four_devices / "run", 8)
+    assert meta["process_count"] == 1
+    assert_states_close(state, want_state, "trainer on 4 devices")
 
 
 @pytest.mark.parametrize("mode", ["auto", pytest.param("pmap", marks=pytest.mark.slow)])
@@ -348,32 +373,43 @@ def test_checkpoint_of_4_devices_resumes_on_2(request, initial, pipeline_referen
         "two_devices" if mode == "auto" else "two_devices_pmap_resume"
     )
     info = json.loads((resumed / f"train_{mode}.json").read_text())
-    assert info == {"status": "finished", "first_step": 4, "traces": 1, "step_compiles": 1}
+    assert_ran_once(info, first_step=4)
+    want_state, want_metrics = pipeline_reference
+    steps_5_to_8 = {name: values[4:] for name, values in want_metrics.items()}
+    assert_metrics_close(info["metrics"], steps_5_to_8, f"resumed on 2 devices ({mode})")
     state, _ = restore_checkpoint(initial, resumed / f"resumed_{mode}", 8)
-    assert_states_close(state, pipeline_reference, f"resumed on 2 devices ({mode})")
+    assert_states_close(state, want_state, f"resumed on 2 devices ({mode})")
 
 
+@pytest.mark.parametrize("mode", ["auto", pytest.param("pmap", marks=pytest.mark.slow)])
 def test_two_processes_train_like_one_device_on_the_same_global_batches(
-    initial, config, two_processes
+    request, initial, config, mode
 ):
     """Each process reads its own shard; the global batch is their concatenation."""
     from gan_jax import input_pipeline
 
+    two_processes = request.getfixturevalue(
+        "two_processes" if mode == "auto" else "two_processes_pmap"
+    )
     shards = [
         input_pipeline.create_input_iter(
             config, process_batch_size=config.batch_size // 2, process_index=i, process_count=2
         )
         for i in range(2)
     ]
-    want = train_reference(initial, shards, config.num_train_steps)
+    global_batches = (
+        np.concatenate([next(shard) for shard in shards]) for _ in range(config.num_train_steps)
+    )
+    want_state, want_metrics = train_reference(initial, global_batches)
     for i in range(2):
         info = json.loads((two_processes / f"train_{i}.json").read_text())
-        assert info == {"status": "finished", "first_step": 0, "traces": 1, "step_compiles": 1}
+        assert_ran_once(info, first_step=0)
+        assert_metrics_close(info["metrics"], want_metrics, f"process {i} ({mode})")
     run = two_processes / "run"
     for step in (4, 8):  # Both checkpoints were written collectively and read back whole.
         state, meta = restore_checkpoint(initial, run, step)
         assert meta["process_count"] == 2 and meta["step"] == step
-    assert_states_close(state, want, "two processes")
+    assert_states_close(state, want_state, f"two processes ({mode})")
     # Only process 0 writes logs and samples.
     assert len(list((run / "tensorboard").glob("events.*"))) == 1
     assert (run / "samples" / "latest.png").exists()
@@ -494,7 +530,9 @@ def test_forced_and_disabled_start_up(init_calls, monkeypatch):
 
 
 def test_incomplete_start_up_arguments_are_refused(init_calls):
-    with pytest.raises(ConfigError, match="--num_processes and --process_id"):
+    with pytest.raises(
+        ConfigError, match=r"--num_processes and --process_id \(or set JAX_NUM_PROCESSES and"
+    ):
         distributed.initialize("10.0.0.1:1234")
     with pytest.raises(ConfigError, match="--coordinator_address"):
         distributed.initialize(num_processes=2, process_id=0)
