@@ -63,11 +63,15 @@ def architecture(config: ml_collections.ConfigDict) -> dict[str, Any]:
 
 
 def state_tree(g_state: TrainState, d_state: TrainState, rng: jax.Array) -> dict[str, Any]:
-    """The pytree that is saved: both states' leaves and the raw RNG key."""
+    """The pytree that is saved: both states' leaves and the raw RNG key.
+
+    The key is a host (numpy) array: every process holds the same one, and orbax
+    cannot save a process-local `jax.Array` in a multi-process run.
+    """
     return {
         "g": serialization.to_state_dict(g_state),
         "d": serialization.to_state_dict(d_state),
-        "rng": jax.random.key_data(rng),
+        "rng": np.asarray(jax.random.key_data(rng)),
     }
 
 

@@ -1,7 +1,7 @@
 """`python train.py` under real faults: SIGKILL, SIGTERM, kills during checkpoint writes, bad input.
 
-The subprocesses share a persistent compilation cache with the in-process
-reference run, so each pays for start-up (imports, data) but not for compiling.
+The subprocesses share the persistent compilation cache of the in-process runs,
+so each pays for start-up (imports, data) but not for compiling.
 """
 
 from __future__ import annotations
@@ -66,38 +66,13 @@ def tiny(num_train_steps: int, **overrides):
 
 
 @pytest.fixture(scope="module")
-def cache_dir(tmp_path_factory) -> str:
-    return str(tmp_path_factory.getbasetemp() / "jax_cache")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(cache_dir):
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    names = (
-        "jax_compilation_cache_dir",
-        "jax_persistent_cache_min_compile_time_secs",
-        "jax_persistent_cache_min_entry_size_bytes",
-    )
-    saved = {n: getattr(jax.config, n) for n in names}
-    for name, value in zip(names, (cache_dir, 0, -1), strict=True):
-        jax.config.update(name, value)
-    cc.reset_cache()
-    yield
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    cc.reset_cache()
-
-
-@pytest.fixture(scope="module")
-def env(cache_dir) -> dict[str, str]:
-    return {
-        **os.environ,
-        "JAX_COMPILATION_CACHE_DIR": cache_dir,
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
-        "PYTHONUNBUFFERED": "1",
-    }
+def env() -> dict[str, str]:
+    """The subprocesses use this process's persistent compilation cache (see conftest)."""
+    cache = {"PYTHONUNBUFFERED": "1"}
+    if jax.config.jax_compilation_cache_dir:
+        cache["JAX_COMPILATION_CACHE_DIR"] = jax.config.jax_compilation_cache_dir
+        cache["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+    return {**os.environ, **cache}
 
 
 @pytest.fixture(scope="module")
@@ -403,7 +378,9 @@ def bad_input_runs(tmp_path_factory, config_file, reference, env):
 
     def run(name):
         flags, extra_env, _ = cases[name]
-        cmd = train_cmd(config_file, str(root / f"work_{name}"), *flags)
+        config = next((f[len("--config=") :] for f in flags if f.startswith("--config=")), None)
+        flags = [f for f in flags if not f.startswith("--config=")]
+        cmd = train_cmd(config or config_file, str(root / f"work_{name}"), *flags)
         return subprocess.run(
             cmd, cwd=REPO, env={**env, **extra_env}, capture_output=True, text=True, timeout=600
         )

@@ -31,27 +31,6 @@ from gan_jax.trainer import MAX_ROLLBACKS, train_and_evaluate
 REFERENCE_STEPS = 16
 
 
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-    """Compiled programs are shared by all runs (and by the subprocess tests)."""
-    from jax.experimental.compilation_cache import compilation_cache as cc
-
-    names = (
-        "jax_compilation_cache_dir",
-        "jax_persistent_cache_min_compile_time_secs",
-        "jax_persistent_cache_min_entry_size_bytes",
-    )
-    saved = {n: getattr(jax.config, n) for n in names}
-    values = (str(tmp_path_factory.getbasetemp() / "jax_cache"), 0, -1)
-    for name, value in zip(names, values, strict=True):
-        jax.config.update(name, value)
-    cc.reset_cache()
-    yield
-    for name, value in saved.items():
-        jax.config.update(name, value)
-    cc.reset_cache()
-
-
 def tiny(num_train_steps: int, **overrides):
     config = default_config()
     config.dataset = "digits"
