@@ -133,7 +133,8 @@ def test_dot_and_lax_share_parameters_exactly():
         for a, b in ((ga, gb), (da, db)):
             assert jax.tree.structure(a) == jax.tree.structure(b)
             assert all(
-                jnp.array_equal(u, v) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False)
+                jnp.array_equal(u, v)
+                for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False)
             )
     assert gan_jax.count_params(ga["params"]) == 1_068_928
     assert gan_jax.count_params(da["params"]) == 663_296
@@ -207,7 +208,10 @@ def test_bfloat16_step_is_close_to_float32_and_keeps_float32_state():
         assert abs(float(m[name]) - float(ref_m[name])) < 2e-2 * abs(float(ref_m[name])), name
     # The first Adam update has magnitude ~lr; bf16 must move every tensor the same way.
     for a, b, p0 in zip(
-        jax.tree.leaves(g.params), jax.tree.leaves(ref_g.params), jax.tree.leaves(g0.params), strict=False
+        jax.tree.leaves(g.params),
+        jax.tree.leaves(ref_g.params),
+        jax.tree.leaves(g0.params),
+        strict=False,
     ):
         da, db = np.asarray(a - p0).ravel(), np.asarray(b - p0).ravel()
         assert np.dot(da, db) / (np.linalg.norm(da) * np.linalg.norm(db)) > 0.9
