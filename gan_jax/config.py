@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -24,10 +25,10 @@ def default_config() -> ml_collections.ConfigDict:
     # "folder:/path/to/images" (your own png/jpg files, nested or flat).
     config.dataset = "cifar10"
     # tfds data directory; None uses tfds's default (~/tensorflow_datasets).
-    config.data_dir = None
+    config.data_dir = config_dict.placeholder(str)
     # Directory with the original archive files of mnist, fashion_mnist or
     # cifar10, to prepare them offline instead of downloading; None downloads.
-    config.archive_dir = None
+    config.archive_dir = config_dict.placeholder(str)
     # Let tfds download and prepare a dataset that is not in data_dir yet.
     config.download = True
     # tfds split to train on.
@@ -98,6 +99,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 1000
     # Checkpoints kept in the workdir.
     config.keep_checkpoints = 3
-    # Stop with an error when a loss is NaN/inf (checked at every log).
-    config.halt_on_nonfinite = True
+    # When a loss or parameter is NaN/inf (losses are checked at every log, the
+    # whole state before every save): "halt" stops with an error naming the step;
+    # "rollback" goes back to the last checkpoint and skips the batches read since
+    # (at most 3 times per checkpoint, then halts).
+    config.on_nonfinite = "halt"
     return config
