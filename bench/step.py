@@ -13,7 +13,8 @@ round ends with a device synchronisation.
 Frameworks (`--frameworks`, comma-separated):
   jax                 gan_jax's compiled training function (as the trainer runs it);
                       `jax:lax`, `jax:lax+subpixel` and `jax:dot` pick the
-                      convolution implementation (`conv_impl`, default "auto").
+                      convolution implementation (`conv_impl`, default "auto");
+                      a suffix `@onednn` runs it with an XLA flag preset.
   torch               the pytorch/examples DCGAN step, eager.
   torch_compile       the same with `torch.compile`d modules.
   torch_cudagraph     the whole step captured as one CUDA graph (CUDA only).
@@ -45,6 +46,11 @@ from typing import Any
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 IMAGE_SIZE, CHANNELS, LATENT, WIDTH = 32, 3, 100, 64
+# XLA flag sets a gan_jax runner can name after "@", e.g. "jax@onednn".
+XLA_FLAG_PRESETS = {
+    # Matrix products through oneDNN instead of XNNPACK/YNNPACK.
+    "onednn": "--xla_cpu_use_xnnpack=false --xla_cpu_experimental_onednn_fusion_type=dot",
+}
 
 
 @dataclass
@@ -83,6 +89,7 @@ class JaxRunner:
         from gan_jax import models, parallel
 
         self.jax = jax
+        spec, _, preset = spec.partition("@")
         impl = spec.split(":", 1)[1] if ":" in spec else "auto"
         self.subpixel = impl.endswith("+subpixel")
         self.impl = impl.removesuffix("+subpixel")
@@ -111,6 +118,8 @@ class JaxRunner:
         )
         if self.k > 1:
             self.note += f", {self.k} steps/dispatch"
+        if preset:
+            self.note += f", XLA flags {preset!r}"
 
     def warm_up(self) -> tuple[float, float | None, str]:
         t = time.perf_counter()
@@ -304,6 +313,10 @@ def _worker(
     sys.path.insert(0, ROOT)
     if cpus:  # Before any thread pool exists: both frameworks size theirs from the affinity.
         os.sched_setaffinity(0, cpus)
+    preset = spec.partition("@")[2]
+    if preset:  # Before JAX is imported.
+        flags = os.environ.get("XLA_FLAGS", "") + " " + XLA_FLAG_PRESETS[preset]
+        os.environ["XLA_FLAGS"] = flags.strip()
     try:
         if spec.startswith("jax"):
             runner: Any = JaxRunner(spec, batch, dtype, steps_per_dispatch)
@@ -403,8 +416,11 @@ def main(argv: list[str] | None = None) -> None:
 
     specs = [s for s in args.frameworks.split(",") if s]
     for spec in specs:
-        if spec.split(":")[0] not in ("jax", "torch", "torch_compile", "torch_cudagraph"):
+        name, _, preset = spec.partition("@")
+        if name.split(":")[0] not in ("jax", "torch", "torch_compile", "torch_cudagraph"):
             raise SystemExit(f"unknown framework {spec!r}")
+        if preset and (preset not in XLA_FLAG_PRESETS or not name.startswith("jax")):
+            raise SystemExit(f"unknown XLA flag preset in {spec!r}; use {list(XLA_FLAG_PRESETS)}")
     has_torch, has_cuda = _torch_available()
     if not has_torch and any(s.startswith("torch") for s in specs):
         print("torch is not installed; running gan_jax only", file=sys.stderr)

