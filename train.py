@@ -21,6 +21,25 @@ _CONFIG = config_flags.DEFINE_config_file(
 )
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and samples.")
 flags.mark_flags_as_required(["workdir"])
+# Multi-process runs (docs/parallel.md). SLURM (srun), Open MPI and TPU pods that list
+# their workers in the environment need none of these; JAX_COORDINATOR_ADDRESS,
+# JAX_NUM_PROCESSES and JAX_PROCESS_ID stand in for the first three.
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "HOST:PORT of process 0, for a multi-process run."
+)
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Number of processes of the run (with --coordinator_address)."
+)
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "This process's index, 0 to num_processes - 1."
+)
+_MULTIHOST = flags.DEFINE_boolean(
+    "multihost",
+    None,
+    "Start the multi-process runtime even when the environment does not show a cluster "
+    "(e.g. a TPU pod: JAX asks its metadata server); --nomultihost never starts it. "
+    "Default: start it when a coordinator or a cluster launcher is found.",
+)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -48,7 +67,9 @@ def main(argv: list[str]) -> None:
     except Exception as e:  # noqa: BLE001
         trainer.fail(trainer.flag_error(e, argv))
     try:
-        distributed.initialize()
+        distributed.initialize(
+            _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, cluster=_MULTIHOST.value
+        )
         summary = trainer.train_and_evaluate(config, _WORKDIR.value)
     except GanJaxError as e:
         trainer.fail(str(e))
