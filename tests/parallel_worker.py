@@ -16,7 +16,7 @@ JSON), optionally `distributed` (keyword arguments of
   "auto" step (.json).
 * `train`: `train_and_evaluate(config + overrides, workdir)`; records the step at
   which training started (after a resume, the checkpoint's), the metrics of
-  every step, how often `train_step` was traced and the training function
+  every step, the process id, how often `train_step` was traced and the training function
   compiled (.json).
 * `errors`: the ConfigError messages for a global batch that does not split over
   the devices and for a mesh without all devices (.json).
@@ -179,7 +179,7 @@ def _train(config: Any, job: dict[str, Any]) -> None:
     per_step = {
         name: np.concatenate([np.asarray(m[name]) for m in metrics]).tolist() for name in metrics[0]
     }
-    info = {"status": summary["status"], "first_step": first_steps[0], **counts}
+    info = {"status": summary["status"], "first_step": first_steps[0], "pid": os.getpid(), **counts}
     with open(job["out"], "w") as f:
         json.dump({**info, "metrics": per_step}, f)
 

@@ -5,13 +5,14 @@ process of its own (`parallel_worker.py`, started with
 `XLA_FLAGS=--xla_force_host_platform_device_count=N`). The reference is plain
 `jax.jit(train_step)` on this process's single device, fed the same global batches:
 
-* the parallel layer, both paths, on 1, 2, 4 (and, marked slow, 8) devices, with
-  random batches: the same metrics and states after 3 steps, one trace, no
-  compilation after the first step;
-* the real trainer ("auto", the default) on 4 devices for 8 steps, resumed from
-  its step-4 checkpoint on 2 devices, and in two processes with 2 devices each
-  (`jax.distributed` over localhost, gloo collectives), each process reading its
-  own shard of the data: the same metrics and states as one device fed the same
+* the parallel layer alone, with random batches: both paths on 1 device, "pmap"
+  on 2 and 4, both on 8 (slow); the same metrics and states after 3 steps, one
+  trace, no compilation after the first step, the caller's states intact;
+* the real trainer and input pipeline ("auto", the default): 8 steps on 4
+  devices; the same run resumed on 2 devices from its step-4 checkpoint (also in
+  "pmap", slow); two processes with 2 devices each (`jax.distributed` over
+  localhost, gloo collectives; also "pmap", slow), each reading its own shard of
+  the data, training to step 4 and resuming to 8. The reference is fed the same
   global batches (for two processes, the concatenation of both shards' batches).
 
 Tolerance: every array of both states (parameters, BatchNorm statistics, Adam
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -272,15 +274,18 @@ def eight_devices(config, tmp_path_factory):
 def run_two_processes(config, out: Path, mode: str) -> Path:
     """Two processes with 2 CPU devices each train through the trainer, 2 steps per dispatch.
 
-    Process 0 gets the coordinator as arguments, process 1 from the environment.
+    Process 0 gets the coordinator as arguments, process 1 from the environment. They
+    train to step 4, then run again to step 8, resuming from the checkpoint of step 4.
     """
     address = f"localhost:{free_port()}"
+    overrides = {"steps_per_dispatch": 2, "parallel": mode}
     specs = [
         {
             "devices": 2,
             "config": config.to_json(),
-            "jobs": [
-                train_job(out / "run", out / f"train_{i}.json", steps_per_dispatch=2, parallel=mode)
+            "jobs": [  # To step 4, then resumed (collectively) in the same processes to 8.
+                train_job(out / "run", out / f"first_{i}.json", num_train_steps=4, **overrides),
+                train_job(out / "run", out / f"resumed_{i}.json", **overrides),
             ],
         }
         for i in range(2)
@@ -385,7 +390,10 @@ def test_checkpoint_of_4_devices_resumes_on_2(request, initial, pipeline_referen
 def test_two_processes_train_like_one_device_on_the_same_global_batches(
     request, initial, config, mode
 ):
-    """Each process reads its own shard; the global batch is their concatenation."""
+    """Each process reads its own shard; the global batch is their concatenation.
+
+    Checkpoints are written and read back by both processes together.
+    """
     from gan_jax import input_pipeline
 
     two_processes = request.getfixturevalue(
@@ -402,16 +410,22 @@ def test_two_processes_train_like_one_device_on_the_same_global_batches(
     )
     want_state, want_metrics = train_reference(initial, global_batches)
     for i in range(2):
-        info = json.loads((two_processes / f"train_{i}.json").read_text())
-        assert_ran_once(info, first_step=0)
-        assert_metrics_close(info["metrics"], want_metrics, f"process {i} ({mode})")
+        first = json.loads((two_processes / f"first_{i}.json").read_text())
+        resumed = json.loads((two_processes / f"resumed_{i}.json").read_text())
+        assert_ran_once(first, first_step=0)
+        assert_ran_once(resumed, first_step=4)
+        metrics = {n: first["metrics"][n] + resumed["metrics"][n] for n in want_metrics}
+        assert_metrics_close(metrics, want_metrics, f"process {i} ({mode})")
     run = two_processes / "run"
     for step in (4, 8):  # Both checkpoints were written collectively and read back whole.
         state, meta = restore_checkpoint(initial, run, step)
         assert meta["process_count"] == 2 and meta["step"] == step
     assert_states_close(state, want_state, f"two processes ({mode})")
-    # Only process 0 writes logs and samples.
-    assert len(list((run / "tensorboard").glob("events.*"))) == 1
+    # Only process 0 writes logs (TensorBoard names its files after the writer's pid).
+    pids = [json.loads((two_processes / f"first_{i}.json").read_text())["pid"] for i in range(2)]
+    events = (run / "tensorboard").glob("events.*")
+    writers = {int(re.search(r"\.(\d+)\.\d+\.v2$", f.name).group(1)) for f in events}
+    assert writers == {pids[0]}, (writers, pids)
     assert (run / "samples" / "latest.png").exists()
 
 
