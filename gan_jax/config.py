@@ -104,4 +104,23 @@ def default_config() -> ml_collections.ConfigDict:
     # "rollback" goes back to the last checkpoint and skips the batches read since
     # (at most 3 times per checkpoint, then halts).
     config.on_nonfinite = "halt"
+
+    # Evaluation during training.
+    # Steps between FID evaluations (0 disables). Each one logs fid and kid and,
+    # when the FID is the best so far, saves the state in checkpoints_best/.
+    config.eval_every_steps = 0
+    # Generated images per evaluation (FID is biased upwards for small samples:
+    # compare runs at the same count; `python -m gan_jax.evaluate` does 10k).
+    config.eval_num_samples = 2_000
+    # Reference images from the training split (0: the whole split); their
+    # statistics are computed once and cached.
+    config.eval_num_ref = 10_000
+    # Resize to the Inception's 299x299: "tf1" (TensorFlow/StyleGAN2-ADA, the
+    # FID usually quoted) or "pytorch" (pytorch-fid).
+    config.eval_resize = "tf1"
+    # Converted Inception weights; None uses $GAN_JAX_INCEPTION_WEIGHTS or
+    # ~/.cache/gan_jax/inception-2015-12-05.msgpack (docs/evaluation.md).
+    config.inception_weights = config_dict.placeholder(str)
+    # Where reference statistics are cached; None: fid_stats/ beside the weights.
+    config.fid_stats_dir = config_dict.placeholder(str)
     return config

@@ -11,6 +11,7 @@ import ml_collections
 
 from gan_jax import checkpoint
 from gan_jax.errors import CheckpointError
+from gan_jax.fid_monitor import BEST_DIR
 from gan_jax.state import TrainState, create_train_states
 
 
@@ -33,8 +34,11 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
         return ml_collections.ConfigDict(json.load(f))
 
 
-def load_run(workdir: str, step: int | None = None) -> Run:
+def load_run(workdir: str, step: int | None = None, best: bool = False) -> Run:
     """Restores the newest (or the given) checkpoint of the run in `workdir`.
+
+    With `best=True`, restores the best-FID checkpoint the trainer keeps when
+    `config.eval_every_steps` is set.
 
     Example:
       >>> run = load_run("/path/to/workdir")  # doctest: +SKIP
@@ -43,13 +47,16 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     config = load_config(workdir)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     g_state, d_state = create_train_states(config, init_key)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"), keep=None)
+    folder = BEST_DIR if best else "checkpoints"
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, folder), keep=None)
     try:
         if ckpt.latest_step() is None:
-            raise CheckpointError(
-                f"no checkpoint in {ckpt.directory}: train first with "
-                f"`python train.py --workdir {workdir} ...`."
+            hint = (
+                "train with --config.eval_every_steps set to keep one"
+                if best
+                else f"train first with `python train.py --workdir {workdir} ...`"
             )
+            raise CheckpointError(f"no checkpoint in {ckpt.directory}: {hint}.")
         g_state, d_state, _, meta = ckpt.restore(g_state, d_state, train_key, step=step)
     finally:
         ckpt.close()

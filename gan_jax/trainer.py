@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from gan_jax import checkpoint, images, models
+from gan_jax import checkpoint, fid_monitor, images, models
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
 from gan_jax.state import DTYPES, TrainState, create_train_states, make_spec
@@ -92,6 +92,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             f"keep_checkpoints={config.keep_checkpoints} must be at least 1; e.g. "
             "--config.keep_checkpoints=3."
         )
+    fid_monitor.validate(config)
     policy = nonfinite_policy(config)
     if policy not in NONFINITE_POLICIES:
         raise ConfigError(
@@ -205,6 +206,12 @@ class _Logger:
         )
         say("%s", text)
 
+    def eval_scalars(self, step: int, scalars: dict[str, float]) -> None:
+        if self.enabled:
+            for name, value in scalars.items():
+                self._tb().scalar(name, value, step)
+            self._tb().flush()
+
     def image(self, step: int, grid: np.ndarray) -> None:
         if self.enabled:
             self._tb().image("samples", grid, step)
@@ -296,11 +303,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
         sample_z = sample_latent(sample_key, config.num_sample_images, config.latent_dim)
         logger = _Logger(workdir, config)
+        monitor = fid_monitor.FidMonitor(config, workdir) if config.eval_every_steps else None
         try:
-            loop = _Loop(config, workdir, parallel, ckpt, logger, batches, sample_z)
+            loop = _Loop(config, workdir, parallel, ckpt, logger, batches, sample_z, monitor)
             summary = loop.run(g_state, d_state, train_key, step, examples)
         finally:
             logger.close()
+            if monitor is not None:
+                monitor.close()
     except BaseException:
         # Finish or abandon a pending save without hiding the error being raised.
         try:
@@ -332,8 +342,10 @@ class _Loop:
         logger: _Logger,
         batches: Iterator[np.ndarray],
         sample_z: jax.Array,
+        monitor: fid_monitor.FidMonitor | None = None,
     ):
         self.config = config
+        self.monitor = monitor
         self.workdir = workdir
         self.parallel = parallel
         self.ckpt = ckpt
@@ -380,6 +392,33 @@ class _Loop:
             raise _NonFinite(f"the parameters became NaN/inf by step {step}", step)
         self.ckpt.save(step, g, d, train_key, _meta(self.config, examples))
         self.last_saved = step
+
+    def evaluate(self, step: int, g_state, d_state, train_key, examples: int) -> None:
+        """Scores the generator, logs fid/kid, and saves the state if its FID is the best."""
+        self.flush(keep_newest=False)
+        g, d = self.parallel.get_states(g_state, d_state)
+        result = self.monitor.evaluate(step, g)
+        fid = result["fid"]
+        if not math.isfinite(fid):
+            logging.warning("FID %s at step %d; the best checkpoint is unchanged.", fid, step)
+        best = self.monitor.is_best(fid)
+        if best:
+            self.monitor.save_best(step, g, d, train_key, _meta(self.config, examples), fid)
+        scalars = {"fid": fid}
+        if "kid_mean" in result:
+            scalars["kid"] = result["kid_mean"]
+        self.logger.eval_scalars(step, scalars)
+        say(
+            "step %d | FID %.2f%s (%d images, %.0f s)",
+            step,
+            fid,
+            " (best so far, saved)"
+            if best
+            else f" (best {self.monitor.best_fid:.2f} at step {self.monitor.best_step})",
+            result.get("num_images", 0),
+            result["eval_seconds"],
+        )
+        self.logger.start(step)  # The evaluation's time is not training speed.
 
     def rollback(self, bad: _NonFinite, g_state, d_state, train_key, examples: int):
         """Restores the last checkpoint; the batches read since are skipped."""
@@ -449,6 +488,8 @@ class _Loop:
                             step == config.num_train_steps
                         ):
                             self.save(step, g_state, d_state, train_key, examples)
+                        if self.monitor is not None and self.monitor.due(step):
+                            self.evaluate(step, g_state, d_state, train_key, examples)
                         if stop.signal is not None:
                             self.save(step, g_state, d_state, train_key, examples)
                             self.ckpt.wait()

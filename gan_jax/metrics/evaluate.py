@@ -46,6 +46,7 @@ _STATS_DIR = flags.DEFINE_string(
 )
 _OUT = flags.DEFINE_string("out", None, "Result JSON (default: <workdir>/eval/step_<step>.json).")
 _EMA = flags.DEFINE_bool("ema", True, "Use the generator's EMA parameters when the run has them.")
+_BEST = flags.DEFINE_bool("best", False, "Score the best-FID checkpoint (eval_every_steps runs).")
 
 
 def generated_batches(
@@ -147,11 +148,15 @@ def evaluate_run(
     kid_features: int = 10_000,
     stats_dir: str | None = None,
     ema: bool = True,
+    best: bool = False,
 ) -> dict[str, Any]:
-    """Scores the newest (or `step`) checkpoint of the run in `workdir`; what the CLI writes."""
+    """Scores the newest (or `step`, or the best-FID) checkpoint of the run in `workdir`.
+
+    What the command line writes.
+    """
     from gan_jax.runs import load_run
 
-    run = load_run(workdir, step)
+    run = load_run(workdir, step, best=best)
     extractor = InceptionExtractor(weights_path, resize_mode=resize, batch_size=batch_size)
     stats_dir = stats_dir or os.path.join(
         os.path.dirname(weights_path or weights.default_weights_path()), "fid_stats"
@@ -168,7 +173,7 @@ def evaluate_run(
         stats_dir,
         ema,
     )
-    return {"step": run.step, **result}
+    return {"step": run.step, "checkpoint": "best" if best else "latest", **result}
 
 
 def main(argv: list[str]) -> None:
@@ -194,11 +199,13 @@ def main(argv: list[str]) -> None:
             _KID_FEATURES.value,
             _STATS_DIR.value,
             _EMA.value,
+            _BEST.value,
         )
     except (GanJaxError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    out = _OUT.value or os.path.join(_WORKDIR.value, "eval", f"step_{result['step']}.json")
+    name = f"{'best_' if _BEST.value else ''}step_{result['step']}.json"
+    out = _OUT.value or os.path.join(_WORKDIR.value, "eval", name)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
