@@ -5,7 +5,8 @@ The implementation lives in `gan_jax.metrics.evaluate`; this module is its short
 
 from absl import app
 
-from gan_jax.metrics.evaluate import main
+from gan_jax.metrics.evaluate import define_flags, main
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -93,3 +93,20 @@ def test_cli_without_workdir_says_what_is_missing():
         timeout=300,
     )
     assert proc.returncode == 2 and "--workdir is required" in proc.stderr
+
+
+def test_importing_the_command_line_modules_defines_no_flags():
+    # The trainer imports the evaluation code (eval_every_steps) inside train.py, which
+    # defines --workdir itself: the modules' own flags exist only when run as programs.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    code = (
+        "import train\n"
+        "from absl import flags\n"
+        "before = set(flags.FLAGS)\n"
+        "import gan_jax.evaluate, gan_jax.metrics.evaluate, gan_jax.sample, gan_jax.fid_monitor\n"
+        "assert set(flags.FLAGS) == before, set(flags.FLAGS) - before\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]

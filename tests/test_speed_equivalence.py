@@ -256,3 +256,60 @@ def test_dot_runs_under_the_trainers_sharded_compilation():
         )
         assert metrics["d_loss"].shape == (2,)
         assert np.all(np.isfinite(np.asarray(metrics["g_loss"])))
+
+
+# ---------------------------------------------------------------- sub-pixel upsampling
+
+
+@pytest.mark.parametrize("c,o,size", [(6, 3, 2), (4, 8, 4), (16, 5, 8)])
+def test_subpixel_equals_transposed_convolution(c, o, size):
+    x = jax.random.normal(jax.random.key(0), (3, size, size, c))
+    params = models.UpsampleConvTranspose(o).init(jax.random.key(1), x)
+    ref = models.UpsampleConvTranspose(o).apply(params, x)
+    out = models.UpsampleSubpixel(o).apply(params, x)  # Same parameter layout.
+    assert out.shape == ref.shape == (3, 2 * size, 2 * size, o)
+    assert _rel(out, ref) < 1e-5
+    grads = [
+        jax.grad(lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, x))))(params)
+        for m in (models.UpsampleConvTranspose(o), models.UpsampleSubpixel(o))
+    ]
+    _assert_trees_close(grads[1], grads[0], 1e-5)
+
+
+def test_train_step_subpixel_equals_transposed_convolution():
+    config = _small_config()
+    out = {}
+    for subpixel in (False, True):
+        config.subpixel = subpixel
+        g, d = _states(config, "lax")
+        g, d, metrics = jax.jit(gan_jax.train_step)(g, d, _images(), jax.random.key(6))
+        out[subpixel] = (g.opt_state, d.opt_state, g.batch_stats, d.batch_stats, metrics)
+    _assert_trees_close(out[True], out[False], 1e-4)
+
+
+# ---------------------------------------------------------------- several steps per dispatch
+
+
+def test_steps_per_dispatch_equals_single_steps():
+    config = _small_config()
+    config.batch_size = 8
+    images = jax.random.uniform(jax.random.key(1), (4, 8, 32, 32, 3), minval=-1, maxval=1)
+    final = {}
+    for k in (1, 2, 4):
+        config.steps_per_dispatch = k
+        par = parallel.Parallel(config)
+        g, d = par.put_states(*_states(config, "auto"))
+        key, fn = par.put_states(jax.random.key(2)), par.compile()
+        losses = []
+        for i in range(0, 4, k):
+            g, d, m = fn(g, d, jax.device_put(images[i : i + k], par.batch_sharding), key)
+            losses.extend(np.asarray(m["d_loss"]).tolist())
+        g, d = par.get_states(g, d)
+        final[k] = (
+            (g.params, d.params, g.opt_state, d.opt_state, g.batch_stats, d.batch_stats),
+            losses,
+        )
+    for k in (2, 4):
+        # The scan runs the same computation; only XLA's fusion decisions may differ.
+        _assert_trees_close(final[k][0], final[1][0], 1e-5)
+        np.testing.assert_allclose(final[k][1], final[1][1], rtol=1e-5)

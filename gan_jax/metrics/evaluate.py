@@ -27,27 +27,6 @@ from gan_jax.metrics import stats, weights
 from gan_jax.metrics.extractor import InceptionExtractor
 from gan_jax.metrics.preprocess import RESIZE_MODES
 
-_WORKDIR = flags.DEFINE_string(
-    "workdir", None, "Training workdir (holds config.json, checkpoints/)."
-)
-_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 10_000, "Generated images to evaluate.")
-_REF = flags.DEFINE_string("ref", "train", "Dataset split the reference statistics come from.")
-_NUM_REF = flags.DEFINE_integer("num_ref", None, "Reference images (default: the whole split).")
-_STEP = flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
-_SEED = flags.DEFINE_integer("seed", 0, "Noise seed of the generated images.")
-_RESIZE = flags.DEFINE_enum("resize", "tf1", list(RESIZE_MODES), "Resize convention to 299x299.")
-_WEIGHTS = flags.DEFINE_string("weights", None, "Converted Inception weights (default: cache).")
-_BATCH = flags.DEFINE_integer("batch_size", None, "Inception batch size (default: per device).")
-_KID_FEATURES = flags.DEFINE_integer(
-    "kid_features", 10_000, "Reference features kept for KID (0 disables KID)."
-)
-_STATS_DIR = flags.DEFINE_string(
-    "stats_dir", None, "Reference statistics cache (default: next to the Inception weights)."
-)
-_OUT = flags.DEFINE_string("out", None, "Result JSON (default: <workdir>/eval/step_<step>.json).")
-_EMA = flags.DEFINE_bool("ema", True, "Use the generator's EMA parameters when the run has them.")
-_BEST = flags.DEFINE_bool("best", False, "Score the best-FID checkpoint (eval_every_steps runs).")
-
 
 def generated_batches(
     g_state: Any, num: int, seed: int, batch_size: int = 250, ema: bool = True
@@ -176,36 +155,61 @@ def evaluate_run(
     return {"step": run.step, "checkpoint": "best" if best else "latest", **result}
 
 
+def define_flags() -> None:
+    """Defines the command line's flags (only when run as a program, so that importing
+    this module next to another absl program never clashes with its flags)."""
+    flags.DEFINE_string("workdir", None, "Training workdir (holds config.json, checkpoints/).")
+    flags.DEFINE_integer("num_samples", 10_000, "Generated images to evaluate.")
+    flags.DEFINE_string("ref", "train", "Dataset split the reference statistics come from.")
+    flags.DEFINE_integer("num_ref", None, "Reference images (default: the whole split).")
+    flags.DEFINE_integer("step", None, "Checkpoint step (default: the newest).")
+    flags.DEFINE_integer("seed", 0, "Noise seed of the generated images.")
+    flags.DEFINE_enum("resize", "tf1", list(RESIZE_MODES), "Resize convention to 299x299.")
+    flags.DEFINE_string("weights", None, "Converted Inception weights (default: cache).")
+    flags.DEFINE_integer("batch_size", None, "Inception batch size (default: per device).")
+    flags.DEFINE_integer(
+        "kid_features", 10_000, "Reference features kept for KID (0 disables KID)."
+    )
+    flags.DEFINE_string(
+        "stats_dir", None, "Reference statistics cache (default: next to the Inception weights)."
+    )
+    flags.DEFINE_string("out", None, "Result JSON (default: <workdir>/eval/step_<step>.json).")
+    flags.DEFINE_bool("ema", True, "Use the generator's EMA parameters when the run has them.")
+    flags.DEFINE_bool("best", False, "Score the best-FID checkpoint (eval_every_steps runs).")
+
+
 def main(argv: list[str]) -> None:
+    """Scores the run given by the flags (see `define_flags`) and writes the JSON."""
     del argv
+    FLAGS = flags.FLAGS
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    if _WORKDIR.value is None:
+    if FLAGS.workdir is None:
         print("error: --workdir is required (the directory given to train.py).", file=sys.stderr)
         sys.exit(2)
     from gan_jax.errors import GanJaxError
 
     try:
         result = evaluate_run(
-            _WORKDIR.value,
-            _NUM_SAMPLES.value,
-            _REF.value,
-            _NUM_REF.value,
-            _STEP.value,
-            _SEED.value,
-            _RESIZE.value,
-            _WEIGHTS.value,
-            _BATCH.value,
-            _KID_FEATURES.value,
-            _STATS_DIR.value,
-            _EMA.value,
-            _BEST.value,
+            FLAGS.workdir,
+            FLAGS.num_samples,
+            FLAGS.ref,
+            FLAGS.num_ref,
+            FLAGS.step,
+            FLAGS.seed,
+            FLAGS.resize,
+            FLAGS.weights,
+            FLAGS.batch_size,
+            FLAGS.kid_features,
+            FLAGS.stats_dir,
+            FLAGS.ema,
+            FLAGS.best,
         )
     except (GanJaxError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    name = f"{'best_' if _BEST.value else ''}step_{result['step']}.json"
-    out = _OUT.value or os.path.join(_WORKDIR.value, "eval", name)
+    name = f"{'best_' if FLAGS.best else ''}step_{result['step']}.json"
+    out = FLAGS.out or os.path.join(FLAGS.workdir, "eval", name)
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
@@ -216,4 +220,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
