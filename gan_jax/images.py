@@ -44,7 +44,19 @@ def png_bytes(grid_HxWxC: np.ndarray) -> bytes:
 
 
 def save_png(path: str, grid_HxWxC: np.ndarray) -> None:
-    """Writes a uint8 image as PNG, atomically (a partial file is never left at `path`)."""
+    """Writes a uint8 image as PNG, atomically (a partial file is never left at `path`).
+
+    Missing parent directories are created.
+
+    Example:
+      >>> import numpy as np, gan_jax
+      >>> from PIL import Image
+      >>> grid = gan_jax.make_grid(np.zeros((4, 8, 8, 3)), ncols=2)
+      >>> gan_jax.save_png("samples/grid.png", grid)
+      >>> with Image.open("samples/grid.png") as image:
+      ...     image.size, image.mode
+      ((18, 18), 'RGB')
+    """
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "wb") as f:

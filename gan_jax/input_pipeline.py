@@ -349,6 +349,19 @@ def create_input_iter(
     `process_index`/`process_count` default to JAX's. With `start_example=k` the
     iterator yields exactly what an uninterrupted one yields after its first k
     examples (k = steps * process_batch_size when resuming a run).
+
+    Example:
+      >>> import contextlib, io, gan_jax
+      >>> config = gan_jax.default_config()
+      >>> config.update(dict(dataset="digits", data_dir="data", image_size=16, channels=1))
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # tfds reports preparing the data
+      ...     batches = gan_jax.create_input_iter(config, process_batch_size=8)
+      >>> first, second = next(batches), next(batches)
+      >>> first.shape, first.dtype, float(first.min()), float(first.max())
+      ((8, 16, 16, 1), dtype('float32'), -1.0, 1.0)
+      >>> resumed = gan_jax.create_input_iter(config, process_batch_size=8, start_example=8)
+      >>> bool((next(resumed) == second).all())
+      True
     """
     if process_batch_size < 1:
         raise DataError(f"process_batch_size is {process_batch_size}: use a positive batch size")
@@ -411,6 +424,15 @@ def iterate_images(
 
     Batches are float32 (<= batch_size, S, S, C) in [-1, 1] as in training (the last
     one may be smaller). `split` defaults to `config.split`; all of it by default.
+
+    Example:
+      >>> import contextlib, io, gan_jax
+      >>> config = gan_jax.default_config()
+      >>> config.update(dict(dataset="digits", data_dir="data", image_size=16, channels=1))
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # tfds reports preparing the data
+      ...     batches = gan_jax.iterate_images(config, num_examples=10, batch_size=4)
+      >>> [batch.shape for batch in batches]
+      [(4, 16, 16, 1), (4, 16, 16, 1), (2, 16, 16, 1)]
     """
     if batch_size < 1:
         raise DataError(f"batch_size is {batch_size}: use a positive batch size")

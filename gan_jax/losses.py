@@ -67,7 +67,16 @@ LOSSES: dict[str, GANLoss] = {
 
 
 def get_loss(name: str) -> GANLoss:
-    """Returns the loss pair registered under `name`."""
+    """Returns the loss pair registered under `name`.
+
+    Example:
+      >>> import jax.numpy as jnp, gan_jax
+      >>> hinge = gan_jax.get_loss("hinge")
+      >>> real, fake = jnp.array([2.0, 0.5]), jnp.array([-2.0, 0.5])
+      >>> # d_loss = mean(relu(1 - real)) + mean(relu(1 + fake)) = 0.25 + 0.75
+      >>> float(hinge.d_loss(real, fake)), float(hinge.g_loss(fake))
+      (1.0, 0.75)
+    """
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; use one of {sorted(LOSSES)} (--config.loss=...).")
     return LOSSES[name]

@@ -23,7 +23,19 @@ class Run(NamedTuple):
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a run in `workdir` was trained with (its `config.json`)."""
+    """The config a run in `workdir` was trained with (its `config.json`).
+
+    Example:
+      >>> import contextlib, io, gan_jax
+      >>> config = gan_jax.default_config()
+      >>> config.update(dict(dataset="digits", data_dir="data", image_size=16, channels=1,
+      ...                    g_width=8, d_width=8, latent_dim=16, batch_size=8, num_train_steps=2))
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # quiet progress messages
+      ...     _ = gan_jax.train_and_evaluate(config, "run")
+      >>> config = gan_jax.load_config("run")
+      >>> config.dataset, config.image_size, config.num_train_steps
+      ('digits', 16, 2)
+    """
     path = os.path.join(workdir, "config.json")
     if not os.path.exists(path):
         raise CheckpointError(
@@ -41,8 +53,17 @@ def load_run(workdir: str, step: int | None = None, best: bool = False) -> Run:
     `config.eval_every_steps` is set.
 
     Example:
-      >>> run = load_run("/path/to/workdir")  # doctest: +SKIP
-      >>> images = gan_jax.generate(run.g_state, jax.random.key(0), 16)  # doctest: +SKIP
+      >>> import contextlib, io, jax, gan_jax
+      >>> config = gan_jax.default_config()
+      >>> config.update(dict(dataset="digits", data_dir="data", image_size=16, channels=1,
+      ...                    g_width=8, d_width=8, latent_dim=16, batch_size=8, num_train_steps=2))
+      >>> with contextlib.redirect_stdout(io.StringIO()):  # quiet progress messages
+      ...     _ = gan_jax.train_and_evaluate(config, "run")
+      >>> run = gan_jax.load_run("run")
+      >>> run.step, int(run.g_state.step), run.config.latent_dim
+      (2, 2, 16)
+      >>> gan_jax.generate(run.g_state, jax.random.key(0), 4).shape
+      (4, 16, 16, 1)
     """
     config = load_config(workdir)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))

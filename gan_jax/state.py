@@ -154,5 +154,15 @@ def create_train_states(
 
 
 def count_params(params: Any) -> int:
-    """Number of scalars in a parameter pytree."""
+    """Number of scalars in a parameter pytree.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, gan_jax
+      >>> generator = gan_jax.Generator(image_size=16, channels=1, width=8)
+      >>> variables = generator.init(jax.random.key(0), jnp.zeros((1, 16)), train=False)
+      >>> gan_jax.count_params(variables["params"])
+      6320
+      >>> gan_jax.count_params({"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)})
+      16
+    """
     return sum(int(x.size) for x in jax.tree.leaves(params))

@@ -244,6 +244,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     `GanJaxError` (a bad config or dataset, an unusable or incompatible
     checkpoint, a failed save, NaN/inf); the cheap checks run first, before any
     data is read or step compiled.
+
+    Example:
+      >>> import contextlib, io, os, gan_jax
+      >>> config = gan_jax.default_config()
+      >>> config.update(dict(dataset="digits", data_dir="data", image_size=16, channels=1,
+      ...                    g_width=8, d_width=8, latent_dim=16, batch_size=8, num_train_steps=2))
+      >>> with contextlib.redirect_stdout(io.StringIO()) as log:  # progress messages
+      ...     summary = gan_jax.train_and_evaluate(config, "run")
+      >>> summary["status"], summary["step"], sorted(os.listdir("run"))
+      ('finished', 2, ['checkpoints', 'config.json', 'tensorboard'])
+      >>> print(log.getvalue().splitlines()[-1])
+      Finished at step 2; checkpoints in ...run/checkpoints.
+      >>> gan_jax.train_and_evaluate(config, "run")["status"]  # resumes: nothing left to do
+      Resumed from the checkpoint of step 2 in ...run/checkpoints.
+      Nothing to do: the run in ...run already reached step 2.
+      'already_finished'
     """
     validate_config(config)
     parallel = Parallel(config)

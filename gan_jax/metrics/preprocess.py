@@ -57,7 +57,17 @@ def resize_matrix(in_size: int, out_size: int, mode: str = "tf1") -> np.ndarray:
 def resize_bilinear(
     images_NxHxWxC: jax.Array, size: int = INPUT_SIZE, mode: str = "tf1"
 ) -> jax.Array:
-    """Bilinear resize of NHWC float images to (size, size) with the chosen convention."""
+    """Bilinear resize of NHWC float images to (size, size) with the chosen convention.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gan_jax import metrics
+      >>> image = jnp.array([[0.0, 1.0], [0.0, 1.0]])[None, :, :, None]  # (1, 2, 2, 1)
+      >>> metrics.resize_bilinear(image, 4, "tf1")[0, 0, :, 0].tolist()
+      [0.0, 0.5, 1.0, 1.0]
+      >>> metrics.resize_bilinear(image, 4, "pytorch")[0, 0, :, 0].tolist()
+      [0.0, 0.25, 0.75, 1.0]
+    """
     _, h, w, _ = images_NxHxWxC.shape
     if (h, w) == (size, size):
         return images_NxHxWxC
@@ -89,6 +99,15 @@ def to_inception_input(
     """Library images -> the network's (N, 299, 299, 3) input in [-1, 1).
 
     Images are NHWC, [-1, 1] floats or uint8 [0, 255], with 1 (replicated) or 3 channels.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from gan_jax import metrics
+      >>> x = metrics.to_inception_input(jnp.ones((2, 32, 32, 1)))  # white, grayscale
+      >>> x.shape, round(float(x.min()), 4), round(float(x.max()), 4)  # (255 - 128) / 128
+      ((2, 299, 299, 3), 0.9922, 0.9922)
+      >>> float(metrics.to_inception_input(jnp.zeros((1, 8, 8, 3), jnp.uint8)).max())  # black
+      -1.0
     """
     if images_NxHxWxC.ndim != 4 or images_NxHxWxC.shape[-1] not in (1, 3):
         raise ValueError(

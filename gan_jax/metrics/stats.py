@@ -61,7 +61,19 @@ class Stats:
 def stats_from_activations(
     acts: Activations, meta: Mapping[str, Any] | None = None, kid_features: int = 0, seed: int = 0
 ) -> Stats:
-    """Stats of `acts`; keeps a random `kid_features` of the raw features for KID."""
+    """Stats of `acts`; keeps a random `kid_features` of the raw features for KID.
+
+    Example:
+      >>> import numpy as np
+      >>> from gan_jax import metrics
+      >>> features = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+      >>> acts = metrics.Activations(features, None, resize_mode="tf1", weights_id="toy")
+      >>> stats = metrics.stats_from_activations(acts, {"dataset": "toy"}, kid_features=10)
+      >>> stats.num_images, stats.mu.shape, stats.sigma.shape, stats.features.shape
+      (100, (8,), (8, 8), (10, 8))
+      >>> stats.meta
+      {'dataset': 'toy', 'weights_id': 'toy', 'resize_mode': 'tf1'}
+    """
     mu, sigma = scores.mean_and_covariance(acts.features)
     kept = None
     if kid_features:
@@ -94,6 +106,21 @@ def reference_stats(
       extractor: the network; None builds `InceptionExtractor()` (default weights, "tf1").
       num_images: evaluate at most this many images (None: all).
       kid_features: raw features to keep for KID (0: none).
+
+    Example (with pixels as features instead of the Inception network):
+      >>> import numpy as np, types
+      >>> from gan_jax import metrics
+      >>> def extract(batches, num_images=None):  # stands in for the Inception network
+      ...     x = np.concatenate(list(batches))[:num_images]
+      ...     return metrics.Activations(x.reshape(len(x), -1), None, "tf1", "pixels")
+      >>> extractor = types.SimpleNamespace(extract=extract, resize_mode="tf1", weights_id="pixels")
+      >>> images = [np.random.default_rng(i).uniform(-1, 1, (8, 2, 2, 1)) for i in range(3)]
+      >>> ref = metrics.reference_stats(iter(images), "ref.npz", {"dataset": "toy"}, extractor)
+      >>> ref.num_images, ref.mu.shape, ref.sigma.shape
+      (24, (4,), (4, 4))
+      >>> cached = metrics.reference_stats(iter([]), "ref.npz", {"dataset": "toy"}, extractor)
+      >>> cached.num_images  # read from ref.npz: no image was needed
+      24
     """
     extractor = extractor or InceptionExtractor()
     expected = {
@@ -129,7 +156,21 @@ def _check_comparable(a: Mapping[str, Any], b: Mapping[str, Any]) -> None:
 
 
 def fid(stats1: Stats, stats2: Stats) -> float:
-    """FID between two `Stats`, refusing ones made with different networks or resizing."""
+    """FID between two `Stats`, refusing ones made with different networks or resizing.
+
+    Example:
+      >>> import numpy as np
+      >>> from gan_jax import metrics
+      >>> def stats_of(features, resize_mode="tf1"):
+      ...     acts = metrics.Activations(features, None, resize_mode, "toy")
+      ...     return metrics.stats_from_activations(acts)
+      >>> features = np.random.default_rng(0).normal(size=(100, 8))
+      >>> round(metrics.fid(stats_of(features), stats_of(features + 1.0)), 6)
+      8.0
+      >>> metrics.fid(stats_of(features), stats_of(features, "pytorch"))
+      Traceback (most recent call last):
+      ValueError: statistics were computed with different resize_mode ('tf1' vs 'pytorch'); ...
+    """
     _check_comparable(stats1.meta, stats2.meta)
     return scores.frechet_distance(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
 
@@ -146,6 +187,21 @@ def evaluate_images(
 
     KID needs `reference.features`; IS needs weights with the classifier. Returns flat
     scalars plus `num_images`, `resize_mode` and `weights_id`.
+
+    Example (with pixels as features instead of the Inception network):
+      >>> import numpy as np, types
+      >>> from gan_jax import metrics
+      >>> def extract(batches, num_images=None):  # stands in for the Inception network
+      ...     x = np.concatenate(list(batches))[:num_images]
+      ...     return metrics.Activations(x.reshape(len(x), -1), None, "tf1", "pixels")
+      >>> extractor = types.SimpleNamespace(extract=extract, resize_mode="tf1", weights_id="pixels")
+      >>> images = np.random.default_rng(0).uniform(-0.5, 0.5, (32, 2, 2, 1))
+      >>> ref = metrics.reference_stats([images], None, {}, extractor, kid_features=32)
+      >>> result = metrics.evaluate_images([images + 0.5], ref, extractor)
+      >>> round(result["fid"], 6), result["num_images"]  # mean shift: 4 * 0.5^2
+      (1.0, 32)
+      >>> sorted(result)
+      ['fid', 'kid_mean', 'kid_std', 'num_images', 'resize_mode', 'weights_id']
     """
     extractor = extractor or InceptionExtractor(resize_mode=reference.meta["resize_mode"])
     acts = extractor.extract(images, num_images)

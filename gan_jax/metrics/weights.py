@@ -30,7 +30,20 @@ HOW_TO_GET = (
 
 
 def default_weights_path() -> str:
-    """`$GAN_JAX_INCEPTION_WEIGHTS`, else `$XDG_CACHE_HOME/gan_jax/inception-2015-12-05.msgpack`."""
+    """`$GAN_JAX_INCEPTION_WEIGHTS`, else `$XDG_CACHE_HOME/gan_jax/inception-2015-12-05.msgpack`.
+
+    Example:
+      >>> import os
+      >>> from unittest import mock
+      >>> from gan_jax import metrics
+      >>> with mock.patch.dict(os.environ, {"GAN_JAX_INCEPTION_WEIGHTS": "/data/fid.msgpack"}):
+      ...     metrics.default_weights_path()
+      '/data/fid.msgpack'
+      >>> env = {"GAN_JAX_INCEPTION_WEIGHTS": "", "XDG_CACHE_HOME": "/cache"}  # no override
+      >>> with mock.patch.dict(os.environ, env):
+      ...     metrics.default_weights_path()
+      '/cache/gan_jax/inception-2015-12-05.msgpack'
+    """
     if os.environ.get(ENV_VAR):
         return os.environ[ENV_VAR]
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
@@ -66,7 +79,21 @@ def save_weights(path: str, params: dict, source: str, source_format: str) -> di
 
 
 def load_weights(path: str | None = None) -> tuple[dict, dict[str, Any]]:
-    """Reads (params, metadata); `path=None` reads `default_weights_path()`."""
+    """Reads (params, metadata); `path=None` reads `default_weights_path()`.
+
+    Example (a tiny stand-in for the file `python -m gan_jax.metrics.convert` writes):
+      >>> import numpy as np
+      >>> from gan_jax import metrics
+      >>> from gan_jax.metrics.weights import save_weights
+      >>> params = {"conv": {"kernel": np.ones((3, 3, 3, 32), np.float32)}}
+      >>> _ = save_weights("tiny.msgpack", params, source="example", source_format="numpy")
+      >>> params, meta = metrics.load_weights("tiny.msgpack")
+      >>> params["conv"]["kernel"].shape, meta["has_logits"], meta["weights_id"]
+      ((3, 3, 3, 32), False, 'inception-2015-12-05-...')
+      >>> metrics.load_weights("missing.msgpack")
+      Traceback (most recent call last):
+      FileNotFoundError: no FID Inception weights at missing.msgpack; create it once: ...
+    """
     path = path or default_weights_path()
     if not os.path.exists(path):
         raise FileNotFoundError(f"no FID Inception weights at {path}; {HOW_TO_GET}.")
