@@ -104,12 +104,13 @@ def multi_step(
     """Runs `train_step` over K stacked batches; metrics come back stacked (K,).
 
     Step t uses the key `fold_in(key, t)`, so K steps per call give the same
-    result as K calls of one step.
+    result as K calls of one step. The step count t is the discriminator's, which counts
+    training steps (the generator's lags behind it when `n_dis > 1`).
     """
 
     def body(carry, images):
         g, d = carry
-        g, d, metrics = train_step(g, d, images, jax.random.fold_in(key, g.step), axis_name)
+        g, d, metrics = train_step(g, d, images, jax.random.fold_in(key, d.step), axis_name)
         return (g, d), metrics
 
     if images_KxNxHxWxC.shape[0] == 1:

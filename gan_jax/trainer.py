@@ -260,7 +260,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             g_state, d_state, train_key, meta = ckpt.restore(
                 g_state, d_state, train_key, check=compatible
             )
-            step = int(g_state.step)
+            step = int(d_state.step)  # Training steps (G's count lags when n_dis > 1).
             examples = step * parallel.local_batch
             if meta.get("process_count", 1) != jax.process_count():
                 logging.warning(

@@ -161,7 +161,7 @@ def _train(config: Any, job: dict[str, Any]) -> None:
 
         def step(g_state, d_state, images, key):
             if not first_steps:
-                first_steps.append(int(np.asarray(self.get_states(g_state).step)))
+                first_steps.append(int(np.asarray(self.get_states(d_state).step)))
             g_state, d_state, stacked = fn(g_state, d_state, images, key)
             metrics.append(stacked)
             return g_state, d_state, stacked
