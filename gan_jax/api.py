@@ -63,7 +63,7 @@ def save_checkpoint(
     rng: jax.Array | None = None,
     keep: int | None = 3,
 ) -> str:
-    """Saves both states as the checkpoint of `step` (default: the generator's step count).
+    """Saves both states as the checkpoint of `step` (default: the training steps, `d_state.step`).
 
     Blocks until the files are complete and returns the checkpoint directory. Only
     the newest `keep` checkpoints in `directory` are kept (None keeps all); an
@@ -79,7 +79,7 @@ def save_checkpoint(
       >>> os.listdir(path)
       ['5']
     """
-    step = int(g_state.step) if step is None else int(step)
+    step = int(d_state.step) if step is None else int(step)
     rng = jax.random.key(0) if rng is None else rng
     g_state, d_state = _int32_step(g_state), _int32_step(d_state)
     meta: dict[str, Any] = {"architecture": _architecture(g_state, d_state)}
@@ -104,7 +104,7 @@ def restore_checkpoint(
 
     `directory` is a checkpoint directory or a trainer workdir. `target` is the
     config the states were trained with, or a `(g_state, d_state)` pair of the right
-    structure (for custom models); the restored step is `int(g_state.step)`. Raises
+    structure (for custom models); the restored step is `int(d_state.step)`. Raises
     `CheckpointError` when there is no checkpoint, or when its architecture differs
     from `target`'s config.
 

@@ -3,7 +3,9 @@
 The same random colour, translation and cutout transforms are applied to real
 and generated images before the discriminator sees them, in both players'
 losses. Every transform is differentiable in the images, so the generator's
-gradient flows through them.
+gradient flows through them. With `axis_name` (data-parallel training) the random
+draws are those of the global batch (`gan_jax.batch_rng`), so an image is
+augmented the same way whatever the number of devices.
 """
 
 from __future__ import annotations
@@ -13,31 +15,45 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-Augment = Callable[[jax.Array, jax.Array], jax.Array]
+from gan_jax.batch_rng import per_example
+
+Augment = Callable[..., jax.Array]  # (images, rng, axis_name=None) -> images
 
 
-def _per_image(rng: jax.Array, n: int, low: float, high: float) -> jax.Array:
-    return jax.random.uniform(rng, (n, 1, 1, 1), minval=low, maxval=high)
+def _per_image(rng: jax.Array, n: int, low: float, high: float, axis_name: str | None) -> jax.Array:
+    def sample(key, m):
+        return jax.random.uniform(key, (m, 1, 1, 1), minval=low, maxval=high)
+
+    return per_example(sample, rng, n, axis_name)
 
 
-def color(x_NxHxWxC: jax.Array, rng: jax.Array) -> jax.Array:
+def _randint(rng: jax.Array, shape: tuple[int, ...], low: int, high: int, axis_name: str | None):
+    def sample(key, m):
+        return jax.random.randint(key, (m, *shape[1:]), low, high)
+
+    return per_example(sample, rng, shape[0], axis_name)
+
+
+def color(x_NxHxWxC: jax.Array, rng: jax.Array, axis_name: str | None = None) -> jax.Array:
     """Random brightness (+-0.5), saturation (x0..2) and contrast (x0.5..1.5) per image."""
     n = x_NxHxWxC.shape[0]
     k1, k2, k3 = jax.random.split(rng, 3)
-    x = x_NxHxWxC + _per_image(k1, n, -0.5, 0.5)
+    x = x_NxHxWxC + _per_image(k1, n, -0.5, 0.5, axis_name)
     mean_c = jnp.mean(x, axis=-1, keepdims=True)
-    x = (x - mean_c) * _per_image(k2, n, 0.0, 2.0) + mean_c
+    x = (x - mean_c) * _per_image(k2, n, 0.0, 2.0, axis_name) + mean_c
     mean = jnp.mean(x, axis=(1, 2, 3), keepdims=True)
-    return (x - mean) * _per_image(k3, n, 0.5, 1.5) + mean
+    return (x - mean) * _per_image(k3, n, 0.5, 1.5, axis_name) + mean
 
 
-def translation(x_NxHxWxC: jax.Array, rng: jax.Array, ratio: float = 0.125) -> jax.Array:
+def translation(
+    x_NxHxWxC: jax.Array, rng: jax.Array, axis_name: str | None = None, ratio: float = 0.125
+) -> jax.Array:
     """Shifts each image by up to `ratio` of its size in each axis, filling with zeros."""
     n, h, w, _ = x_NxHxWxC.shape
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     ky, kx = jax.random.split(rng)
-    dy = jax.random.randint(ky, (n,), -sh, sh + 1)
-    dx = jax.random.randint(kx, (n,), -sw, sw + 1)
+    dy = _randint(ky, (n,), -sh, sh + 1, axis_name)
+    dx = _randint(kx, (n,), -sw, sw + 1, axis_name)
     padded = jnp.pad(x_NxHxWxC, ((0, 0), (sh, sh), (sw, sw), (0, 0)))
 
     def shift(img, oy, ox):
@@ -46,13 +62,15 @@ def translation(x_NxHxWxC: jax.Array, rng: jax.Array, ratio: float = 0.125) -> j
     return jax.vmap(shift)(padded, dy, dx)
 
 
-def cutout(x_NxHxWxC: jax.Array, rng: jax.Array, ratio: float = 0.5) -> jax.Array:
+def cutout(
+    x_NxHxWxC: jax.Array, rng: jax.Array, axis_name: str | None = None, ratio: float = 0.5
+) -> jax.Array:
     """Zeroes one random square of side `ratio` * size per image (it may cross the border)."""
     n, h, w, _ = x_NxHxWxC.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     ky, kx = jax.random.split(rng)
-    cy = jax.random.randint(ky, (n, 1, 1), 0, h + (1 - ch % 2))
-    cx = jax.random.randint(kx, (n, 1, 1), 0, w + (1 - cw % 2))
+    cy = _randint(ky, (n, 1, 1), 0, h + (1 - ch % 2), axis_name)
+    cx = _randint(kx, (n, 1, 1), 0, w + (1 - cw % 2), axis_name)
     rows = jnp.arange(h)[None, :, None]
     cols = jnp.arange(w)[None, None, :]
     top, left = cy - ch // 2, cx - cw // 2
@@ -63,8 +81,12 @@ def cutout(x_NxHxWxC: jax.Array, rng: jax.Array, ratio: float = 0.5) -> jax.Arra
 TRANSFORMS: dict[str, Augment] = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def diff_augment(x_NxHxWxC: jax.Array, rng: jax.Array, policy: str) -> jax.Array:
+def diff_augment(
+    x_NxHxWxC: jax.Array, rng: jax.Array, policy: str, axis_name: str | None = None
+) -> jax.Array:
     """Applies the comma-separated transforms of `policy` (e.g. "color,translation,cutout").
+
+    `axis_name`: the device axis in data-parallel training (see the module doc).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -80,5 +102,5 @@ def diff_augment(x_NxHxWxC: jax.Array, rng: jax.Array, policy: str) -> jax.Array
             f"{sorted(TRANSFORMS)} (--config.diff_augment=color,translation,cutout)."
         )
     for name, key in zip(names, jax.random.split(rng, max(len(names), 1)), strict=False):
-        x_NxHxWxC = TRANSFORMS[name](x_NxHxWxC, key)
+        x_NxHxWxC = TRANSFORMS[name](x_NxHxWxC, key, axis_name)
     return x_NxHxWxC

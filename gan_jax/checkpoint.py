@@ -55,6 +55,10 @@ _TMP_MARK = ".orbax-checkpoint-tmp"
 def architecture(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """What a checkpoint must agree with to be resumed: the fields that shape the state."""
     arch = {k: config[k] for k in ARCHITECTURE_FIELDS}
+    if "arch" in config:
+        arch["arch"] = config.arch
+    if "conditional" in config:
+        arch["num_classes"] = int(config.num_classes) if config.conditional else 0
     if "spectral_norm" in config:
         arch["spectral_norm"] = bool(config.spectral_norm)
     if "ema_decay" in config:

@@ -43,6 +43,10 @@ def default_config() -> ml_collections.ConfigDict:
     config.bad_images = "fail"
 
     # Model.
+    # Architecture of both networks: "dcgan" (the classic DCGAN) or "sngan_cnn"
+    # (the SNGAN paper's "standard CNN": 3x3 and 4x4 convolutions, leaky ReLU 0.1
+    # and no BatchNorm in D; see configs/cifar10_sngan.py).
+    config.arch = "dcgan"
     # Size of the generator's input noise.
     config.latent_dim = 100
     # Channels of the generator's last hidden stage (earlier stages double it).
@@ -55,6 +59,16 @@ def default_config() -> ml_collections.ConfigDict:
     # Compute the generator's transposed convolutions as sub-pixel convolutions
     # (the same function; faster on some hardware).
     config.subpixel = False
+    # Spectral normalisation of every discriminator weight (Miyato et al. 2018), one
+    # power iteration per step, its vectors kept in batch_stats. As in SNGAN, the
+    # discriminator then has no BatchNorm (its layers get biases instead).
+    config.spectral_norm = False
+    # Class-conditional GAN: conditional BatchNorm in G, a projection discriminator
+    # (Miyato & Koyama 2018), labels from the dataset (cifar10, mnist, fashion_mnist
+    # and digits have them); sample grids show one row per class.
+    config.conditional = False
+    # Classes of a conditional model; must equal the dataset's.
+    config.num_classes = 10
 
     # Optimisation.
     # GAN loss: non_saturating, hinge, wasserstein or least_squares.

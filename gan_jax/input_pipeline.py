@@ -16,6 +16,10 @@ TensorFlow version, whatever the global TensorFlow seed.)
 Images are decoded, centre-cropped to a square if they are not square, resized to
 `config.image_size` (only when the size differs), converted to `config.channels`
 and scaled from uint8 to float32 [-1, 1].
+
+With `config.conditional`, batches are dicts `{"image": images, "label": int32
+labels}`; the images come in the same order as without labels. The dataset must
+have a `label` class feature with `config.num_classes` classes.
 """
 
 from __future__ import annotations
@@ -208,7 +212,29 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
             f"{config.dataset} images are {feature.np_dtype}, not uint8: use a dataset "
             "of 8-bit images"
         )
+    if _conditional(config):
+        _check_labels(config, features)
     return builder
+
+
+def _conditional(config: ml_collections.ConfigDict) -> bool:
+    return bool(config.get("conditional", False))
+
+
+def _check_labels(config: ml_collections.ConfigDict, features: tfds.features.FeaturesDict) -> None:
+    """Raises DataError unless the dataset has class labels, as many as config.num_classes."""
+    label = dict(features.items()).get("label")  # FeaturesDict has no get().
+    if not isinstance(label, tfds.features.ClassLabel):
+        raise DataError(
+            f"--config.conditional=True needs class labels, but {config.dataset} has no 'label' "
+            "class feature: use a labelled dataset (cifar10, mnist, fashion_mnist, digits) "
+            "or --config.conditional=False"
+        )
+    if label.num_classes != config.num_classes:
+        raise DataError(
+            f"{config.dataset} has {label.num_classes} classes but --config.num_classes="
+            f"{config.num_classes}: set --config.num_classes={label.num_classes}"
+        )
 
 
 def _split_size(builder: tfds.core.DatasetBuilder, split: str, dataset: str) -> int:
@@ -242,17 +268,25 @@ def validate(config: ml_collections.ConfigDict) -> DatasetInfo:
 
 
 def _encoded_images(
-    builder: tfds.core.DatasetBuilder, split: str | tfds.typing.SplitArg
+    builder: tfds.core.DatasetBuilder,
+    split: str | tfds.typing.SplitArg,
+    labels: bool = False,
 ) -> tf.data.Dataset:
-    """The split's images, still encoded, in their stored order."""
+    """The split's images, still encoded, in their stored order.
+
+    With `labels`, dicts `{"image": encoded image, "label": int64 label}`.
+    """
+    features = {"image": True, "label": True} if labels else {"image": True}
     ds = builder.as_dataset(
         split=split,
         shuffle_files=False,
         decoders=tfds.decode.PartialDecoding(
-            {"image": True}, decoders={"image": tfds.decode.SkipDecoding()}
+            features, decoders={"image": tfds.decode.SkipDecoding()}
         ),
         read_config=tfds.ReadConfig(try_autocache=False, add_tfds_id=False),
     )
+    if labels:
+        return ds.map(lambda example: {"image": example["image"], "label": example["label"]})
     return ds.map(lambda example: example["image"])
 
 
@@ -309,14 +343,19 @@ def _shuffled_stream(
     windows_per_epoch = -(-num_examples // window)
     key = tf.constant([0, seed], tf.int64)
 
-    def shuffle(index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+    def shuffle(index: tf.Tensor, examples: tf.Tensor | dict[str, tf.Tensor]) -> tf.Tensor:
         epoch_key = tf.random.experimental.stateless_fold_in(
             key, index // windows_per_epoch, alg="philox"
         )
         window_key = tf.random.experimental.stateless_fold_in(
             epoch_key, index % windows_per_epoch, alg="philox"
         )
-        return tf.random.experimental.stateless_shuffle(images, window_key, alg="philox")
+        if not isinstance(examples, dict):
+            return tf.random.experimental.stateless_shuffle(examples, window_key, alg="philox")
+        # The permutation that stateless_shuffle applies to an array of the same length.
+        size = tf.shape(examples["image"], out_type=tf.int64)[0]
+        order = tf.random.experimental.stateless_shuffle(tf.range(size), window_key, alg="philox")
+        return {name: tf.gather(values, order) for name, values in examples.items()}
 
     ds = encoded.batch(window)
     if cache:
@@ -342,8 +381,11 @@ def create_input_iter(
     start_example: int = 0,
     process_index: int | None = None,
     process_count: int | None = None,
-) -> Iterator[np.ndarray]:
+) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
     """Endless float32 batches (process_batch_size, S, S, C) in [-1, 1] for this process.
+
+    With `config.conditional`, dicts `{"image": that batch, "label": int32
+    (process_batch_size,)}`.
 
     The process reads its own part of `config.split` (`tfds.split_for_jax_process`);
     `process_index`/`process_count` default to JAX's. With `start_example=k` the
@@ -384,7 +426,8 @@ def create_input_iter(
             f"process {process_index} of {process_count} gets no examples of "
             f"{config.dataset} {config.split!r}: use a larger split or fewer processes"
         )
-    encoded = _encoded_images(builder, split)
+    conditional = _conditional(config)
+    encoded = _encoded_images(builder, split, labels=conditional)
     window = min(config.shuffle_buffer, num_examples)
     logging.info(
         "Input: %s %s, process %d/%d: %d examples, shuffled in windows of %d%s, from example %d.",
@@ -408,7 +451,17 @@ def create_input_iter(
     preprocess = _preprocess_fn(
         tuple(builder.info.features["image"].shape), config.image_size, config.channels
     )
-    ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if conditional:
+
+        def preprocess_example(example: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+            return {
+                "image": preprocess(example["image"]),
+                "label": tf.cast(example["label"], tf.int32),
+            }
+
+        ds = ds.map(preprocess_example, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(process_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
     return iter(ds.with_options(_options()).as_numpy_iterator())
 

@@ -12,6 +12,17 @@ matrix product with a memory-only rearrangement around it, whose forward and
 backward passes are all row-major matrix products. "dot" is several times
 faster on XLA:CPU, whose convolution and weight-gradient kernels are slow for
 these shapes, and it sends bfloat16 products to the CPU's bf16 matrix units.
+
+Two switches extend both networks, in both implementations:
+
+* `num_classes > 0` makes them class-conditional: the generator's BatchNorm
+  layers take their scale and shift from per-class tables (categorical
+  conditional BatchNorm), and the discriminator is a projection discriminator
+  (Miyato & Koyama 2018): logit(x, y) = w^T h(x) + b + embed(y)^T h(x), where h
+  are the features that the last layer reads. Both then take `labels` (N,).
+* the discriminator's `spectral_norm` divides every weight by its largest
+  singular value (`gan_jax.spectral`) and, as in SNGAN, replaces its BatchNorm
+  layers by biases.
 """
 
 from __future__ import annotations
@@ -22,6 +33,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from gan_jax import spectral
 
 # PyTorch's BatchNorm momentum 0.1 is Flax's 0.9 (Flax weights the old value).
 BN_MOMENTUM = 0.9
@@ -68,6 +81,133 @@ def _batch_norm(axis_name: str | None, dtype: Any, name: str, axis: int = -1) ->
     )
 
 
+def check_labels(num_classes: int, labels: jax.Array | None, network: str) -> None:
+    """Raises ValueError unless labels are given exactly when the network is conditional."""
+    if num_classes and labels is None:
+        raise ValueError(
+            f"the {network} is class-conditional (num_classes={num_classes}): pass labels=..."
+        )
+    if not num_classes and labels is not None:
+        raise ValueError(
+            f"the {network} is unconditional: labels need a conditional model "
+            "(config.conditional=True)."
+        )
+
+
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm whose scale and shift are looked up per class (categorical conditional BN).
+
+    The statistics are those of `_batch_norm` (submodule `norm`); the parameters
+    `scale` and `bias` are (num_classes, C) tables, initialised as DCGAN's BatchNorm.
+    `axis` is the channel axis: -1 for NHWC, 0 for channels-major (C, H, W, N).
+    """
+
+    num_classes: int
+    axis: int = -1
+    axis_name: str | None = None
+    dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, labels: jax.Array, use_running_average: bool) -> jax.Array:
+        x = nn.BatchNorm(
+            axis=self.axis,
+            momentum=BN_MOMENTUM,
+            epsilon=BN_EPSILON,
+            axis_name=self.axis_name,
+            use_scale=False,
+            use_bias=False,
+            dtype=self.dtype,
+            param_dtype=jnp.float32,
+            name="norm",
+        )(x, use_running_average=use_running_average)
+        c = x.shape[self.axis]
+        scale = self.param("scale", bn_scale_init, (self.num_classes, c), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.num_classes, c), jnp.float32)
+        scale_NxC, bias_NxC = scale[labels].astype(x.dtype), bias[labels].astype(x.dtype)
+        if self.axis == 0:  # (C, H, W, N)
+            return x * scale_NxC.T[:, None, None, :] + bias_NxC.T[:, None, None, :]
+        return x * scale_NxC[:, None, None, :] + bias_NxC[:, None, None, :]
+
+
+def _norm(
+    num_classes: int,
+    axis_name: str | None,
+    dtype: Any,
+    name: str,
+    x: jax.Array,
+    labels: jax.Array | None,
+    train: bool,
+    axis: int = -1,
+) -> jax.Array:
+    """The generator's BatchNorm: conditional when the model has classes."""
+    if num_classes:
+        return ConditionalBatchNorm(num_classes, axis, axis_name, dtype, name=name)(
+            x, labels, use_running_average=not train
+        )
+    return _batch_norm(axis_name, dtype, name, axis=axis)(x, use_running_average=not train)
+
+
+class Weight(nn.Module):
+    """A convolution kernel (and bias) for hand-written layers, optionally spectrally normalised.
+
+    Parameters `kernel` (initialised like flax's Conv kernel in DCGAN) and, with
+    `use_bias`, `bias` (zeros), named as in flax's `Conv`. With `spectral_norm` the
+    kernel comes back divided by its largest singular value (`gan_jax.spectral`;
+    `update_sn` runs the power iteration). Returns `(kernel, bias or None)`.
+    """
+
+    shape: tuple[int, ...]
+    use_bias: bool = False
+    spectral_norm: bool = False
+
+    @nn.compact
+    def __call__(self, update_sn: bool = False) -> tuple[jax.Array, jax.Array | None]:
+        kernel = self.param("kernel", conv_init, self.shape, jnp.float32)
+        if self.spectral_norm:
+            kernel = spectral.normalize(self, kernel, update_sn)
+        bias = None
+        if self.use_bias:
+            bias = self.param("bias", nn.initializers.zeros, (self.shape[-1],), jnp.float32)
+        return kernel, bias
+
+
+class Projection(nn.Module):
+    """The class embeddings of a projection discriminator (Miyato & Koyama 2018).
+
+    Parameter `embedding` (num_classes, H*W*C), spectrally normalised on request.
+    Returns the rows of `labels` shaped (N, H, W, C) = (N, *feature_shape), float32:
+    the discriminator adds their inner product with its last features to the logit.
+    """
+
+    num_classes: int
+    spectral_norm: bool = False
+
+    @nn.compact
+    def __call__(
+        self, labels: jax.Array, feature_shape: tuple[int, ...], update_sn: bool = False
+    ) -> jax.Array:
+        dim = math.prod(feature_shape)
+        table = self.param("embedding", conv_init, (self.num_classes, dim), jnp.float32)
+        if self.spectral_norm:
+            table = spectral.normalize(self, table, update_sn)
+        return table[labels].reshape(labels.shape[0], *feature_shape)
+
+
+def conv_lax(x_NxHxWxC: jax.Array, kernel: jax.Array, stride: int, padding: int) -> jax.Array:
+    """An XLA convolution with a (kh, kw, in, out) kernel and symmetric padding (NHWC)."""
+    pads = ((padding, padding), (padding, padding))
+    return jax.lax.conv_general_dilated(
+        x_NxHxWxC, kernel, (stride, stride), pads, dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
+
+
+def _add_bias(x: jax.Array, bias: jax.Array | None, channels_major: bool) -> jax.Array:
+    if bias is None:
+        return x
+    bias = bias.astype(x.dtype)
+    return x + (bias[:, None, None, None] if channels_major else bias[None, None, None, :])
+
+
 class Generator(nn.Module):
     """Maps latent vectors (N, latent_dim) to images (N, S, S, channels) in [-1, 1].
 
@@ -83,6 +223,7 @@ class Generator(nn.Module):
         function, faster than XLA's transposed convolution).
       conv_impl: "dot", "lax" or "auto" ("dot" on CPU, "lax" elsewhere); see
         the module docstring.
+      num_classes: with > 0, class-conditional BatchNorm; then pass `labels` (N,).
     """
 
     image_size: int = 32
@@ -92,11 +233,15 @@ class Generator(nn.Module):
     axis_name: str | None = None
     subpixel: bool = False
     conv_impl: str = "auto"
+    num_classes: int = 0
 
     @nn.compact
-    def __call__(self, z_NxL: jax.Array, train: bool = True) -> jax.Array:
+    def __call__(
+        self, z_NxL: jax.Array, train: bool = True, labels: jax.Array | None = None
+    ) -> jax.Array:
+        check_labels(self.num_classes, labels, "generator")
         if resolve_conv_impl(self.conv_impl) == "dot":
-            return self._call_dot(z_NxL, train)
+            return self._call_dot(z_NxL, train, labels)
         n = num_stages(self.image_size)
         widths = [self.width * 2 ** (n - 1 - i) for i in range(n)]
         x = z_NxL.astype(self.dtype)[:, None, None, :]
@@ -110,32 +255,31 @@ class Generator(nn.Module):
             dtype=self.dtype,
             name="project",
         )(x)
-        x = _batch_norm(self.axis_name, self.dtype, "bn0")(x, use_running_average=not train)
+        x = self._norm("bn0", x, labels, train)
         x = nn.relu(x)
         for i, features in enumerate(widths[1:] + [self.channels]):
             x = upsample_conv(features, self.subpixel, self.dtype, name=f"up{i + 1}")(x)
             if i + 1 < n:
-                x = _batch_norm(self.axis_name, self.dtype, f"bn{i + 1}")(
-                    x, use_running_average=not train
-                )
+                x = self._norm(f"bn{i + 1}", x, labels, train)
                 x = nn.relu(x)
         return jnp.tanh(x.astype(jnp.float32))
 
-    def _call_dot(self, z_NxL: jax.Array, train: bool) -> jax.Array:
+    def _norm(self, name: str, x: jax.Array, labels: Any, train: bool, axis: int = -1):
+        return _norm(self.num_classes, self.axis_name, self.dtype, name, x, labels, train, axis)
+
+    def _call_dot(self, z_NxL: jax.Array, train: bool, labels: jax.Array | None) -> jax.Array:
         n = num_stages(self.image_size)
         widths = [self.width * 2 ** (n - 1 - i) for i in range(n)]
         latent_dim = z_NxL.shape[-1]
         kernel = _Kernel((4, 4, latent_dim, widths[0]), name="project")()
         x = project_dot(z_NxL.astype(self.dtype), kernel.astype(self.dtype))
-        x = _batch_norm(self.axis_name, self.dtype, "bn0", axis=0)(x, use_running_average=not train)
+        x = self._norm("bn0", x, labels, train, axis=0)
         x = nn.relu(x)
         for i, features in enumerate(widths[1:] + [self.channels]):
             kernel = _UpKernel((4, 4, x.shape[0], features), name=f"up{i + 1}")()
             x = conv_transpose_dot(x, kernel.astype(self.dtype))
             if i + 1 < n:
-                x = _batch_norm(self.axis_name, self.dtype, f"bn{i + 1}", axis=0)(
-                    x, use_running_average=not train
-                )
+                x = self._norm(f"bn{i + 1}", x, labels, train, axis=0)
                 x = nn.relu(x)
         return from_channels_major(jnp.tanh(x.astype(jnp.float32)))
 
@@ -152,53 +296,110 @@ class Discriminator(nn.Module):
     dtype: Any = jnp.float32
     axis_name: str | None = None
     conv_impl: str = "auto"
+    num_classes: int = 0
+    spectral_norm: bool = False
 
     @nn.compact
-    def __call__(self, x_NxSxSxC: jax.Array, train: bool = True) -> jax.Array:
-        if resolve_conv_impl(self.conv_impl) == "dot":
-            return self._call_dot(x_NxSxSxC, train)
+    def __call__(
+        self,
+        x_NxSxSxC: jax.Array,
+        train: bool = True,
+        labels: jax.Array | None = None,
+        update_sn: bool | None = None,
+    ) -> jax.Array:
+        """Logits (N,) of images (N, S, S, C).
+
+        `labels` (N,) are required by a conditional discriminator (num_classes > 0).
+        `update_sn` (default: `train`) runs one power iteration of the spectral
+        norm estimates and stores it; `train_step` sets it on one pass per step.
+        """
+        check_labels(self.num_classes, labels, "discriminator")
+        update_sn = train if update_sn is None else update_sn
+        dot = resolve_conv_impl(self.conv_impl) == "dot"
         n = num_stages(self.image_size)
         x = x_NxSxSxC.astype(self.dtype)
+        if dot:
+            x = to_channels_major(x)
         for i in range(n):
-            x = nn.Conv(
-                self.width * 2**i,
-                (4, 4),
-                strides=(2, 2),
-                padding=((1, 1), (1, 1)),
-                use_bias=False,
-                kernel_init=conv_init,
-                dtype=self.dtype,
-                name=f"down{i}",
-            )(x)
-            if i > 0:
-                x = _batch_norm(self.axis_name, self.dtype, f"bn{i}")(
+            x = self._down(i, x, dot, update_sn)
+            if i > 0 and not self.spectral_norm:
+                x = _batch_norm(self.axis_name, self.dtype, f"bn{i}", axis=0 if dot else -1)(
                     x, use_running_average=not train
                 )
             x = nn.leaky_relu(x, 0.2)
-        x = nn.Conv(
-            1,
+        return logit_layer(
+            x,
+            labels,
+            update_sn,
+            num_classes=self.num_classes,
+            spectral_norm=self.spectral_norm,
+            use_bias=self.spectral_norm,
+            dtype=self.dtype,
+            channels_major=dot,
+        )
+
+    def _down(self, i: int, x: jax.Array, dot: bool, update_sn: bool) -> jax.Array:
+        """The stride-2 4x4 convolution of stage i (with a bias under spectral norm)."""
+        shape = (4, 4, x.shape[0] if dot else x.shape[-1], self.width * 2**i)
+        if self.spectral_norm:
+            kernel, bias = Weight(shape, use_bias=True, spectral_norm=True, name=f"down{i}")(
+                update_sn
+            )
+            kernel = kernel.astype(self.dtype)
+            y = conv_dot(x, kernel) if dot else conv_lax(x, kernel, 2, 1)
+            return _add_bias(y, bias, dot)
+        if dot:
+            return conv_dot(x, _Kernel(shape, name=f"down{i}")().astype(self.dtype))
+        return nn.Conv(
+            shape[-1],
             (4, 4),
-            padding="VALID",
+            strides=(2, 2),
+            padding=((1, 1), (1, 1)),
             use_bias=False,
             kernel_init=conv_init,
             dtype=self.dtype,
-            name="logit",
+            name=f"down{i}",
         )(x)
-        return x.reshape(x.shape[0]).astype(jnp.float32)
 
-    def _call_dot(self, x_NxSxSxC: jax.Array, train: bool) -> jax.Array:
-        n = num_stages(self.image_size)
-        x = to_channels_major(x_NxSxSxC.astype(self.dtype))
-        for i in range(n):
-            kernel = _Kernel((4, 4, x.shape[0], self.width * 2**i), name=f"down{i}")()
-            x = conv_dot(x, kernel.astype(self.dtype))
-            if i > 0:
-                x = _batch_norm(self.axis_name, self.dtype, f"bn{i}", axis=0)(
-                    x, use_running_average=not train
-                )
-            x = nn.leaky_relu(x, 0.2)
-        kernel = _Kernel((4, 4, x.shape[0], 1), name="logit")()
-        return logit_dot(x, kernel.astype(self.dtype)).astype(jnp.float32)
+
+def logit_layer(
+    x: jax.Array,
+    labels: jax.Array | None,
+    update_sn: bool,
+    *,
+    num_classes: int,
+    spectral_norm: bool,
+    use_bias: bool,
+    dtype: Any,
+    channels_major: bool,
+) -> jax.Array:
+    """A discriminator's last layer, a full-size "valid" convolution to one logit: -> (N,).
+
+    Its parameters are `logit/kernel` (H, W, C, 1) (and `logit/bias`); a
+    conditional discriminator adds the projection term embed(y)^T h (submodule
+    `projection`). `x` is (N, H, W, C), or (C, H, W, N) with `channels_major`.
+    Call it from a compact method: the submodules belong to the caller.
+    """
+    if channels_major:
+        c, h, w, n = x.shape
+    else:
+        n, h, w, c = x.shape
+    kernel, bias = Weight(
+        (h, w, c, 1), use_bias=use_bias, spectral_norm=spectral_norm, name="logit"
+    )(update_sn)
+    if channels_major:
+        logit = logit_dot(x, kernel.astype(dtype)).astype(jnp.float32)
+    else:
+        logit = conv_lax(x, kernel.astype(dtype), 1, 0).reshape(n).astype(jnp.float32)
+    if bias is not None:
+        logit = logit + bias[0]
+    if num_classes:
+        embed = Projection(num_classes, spectral_norm, name="projection")(
+            labels, (h, w, c), update_sn
+        )
+        spec = "nhwc,chwn->n" if channels_major else "nhwc,nhwc->n"
+        logit = logit + jnp.einsum(spec, embed, x.astype(jnp.float32))
+    return logit
 
 
 class UpsampleConvTranspose(nn.Module):
@@ -477,6 +678,22 @@ def conv_dot(x_CxHxWxN: jax.Array, kernel: jax.Array) -> jax.Array:
     out = kernel.shape[-1]
     p = _patches(x_CxHxWxN).reshape(16 * c, h // 2, w // 2, n)
     return matmul(_materialised_transpose(kernel.reshape(16 * c, out)), p)
+
+
+def conv3x3_dot(x_CxHxWxN: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 stride-1 convolution with padding 1 on channels-major activations: -> (O, H, W, N).
+
+    `kernel` is (3, 3, C, O), as `conv_lax` takes it.
+    """
+    c, h, w, n = x_CxHxWxN.shape
+    out = kernel.shape[-1]
+
+    def windows(x):
+        xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+        return jnp.stack([xp[:, ky : ky + h, kx : kx + w] for ky in range(3) for kx in range(3)])
+
+    p = windows(x_CxHxWxN).reshape(9 * c, h, w, n)
+    return matmul(_materialised_transpose(kernel.reshape(9 * c, out)), p)
 
 
 # Output row 2r + a of the stride-2 transposed convolution (PyTorch padding 1)

@@ -97,25 +97,29 @@ def check_mesh(mesh: Mesh) -> None:
 def multi_step(
     g_state: TrainState,
     d_state: TrainState,
-    images_KxNxHxWxC: jax.Array,
+    batches_KxN: Any,
     key: jax.Array,
     axis_name: str | None = None,
 ) -> tuple[TrainState, TrainState, dict[str, jax.Array]]:
     """Runs `train_step` over K stacked batches; metrics come back stacked (K,).
 
-    Step t uses the key `fold_in(key, t)`, so K steps per call give the same
-    result as K calls of one step.
+    `batches_KxN` is an image array (K, N, H, W, C), or a dict of such stacked
+    arrays (`{"image": ..., "label": (K, N)}` for a conditional model). Step t
+    uses the key `fold_in(key, t)`, so K steps per call give the same result as K
+    calls of one step. The step count t is the discriminator's, which counts
+    training steps (the generator's lags behind it when `n_dis > 1`).
     """
 
-    def body(carry, images):
+    def body(carry, batch):
         g, d = carry
-        g, d, metrics = train_step(g, d, images, jax.random.fold_in(key, g.step), axis_name)
+        g, d, metrics = train_step(g, d, batch, jax.random.fold_in(key, d.step), axis_name)
         return (g, d), metrics
 
-    if images_KxNxHxWxC.shape[0] == 1:
-        (g_state, d_state), metrics = body((g_state, d_state), images_KxNxHxWxC[0])
+    if jax.tree.leaves(batches_KxN)[0].shape[0] == 1:
+        first = jax.tree.map(lambda x: x[0], batches_KxN)
+        (g_state, d_state), metrics = body((g_state, d_state), first)
         return g_state, d_state, jax.tree.map(lambda m: m[None], metrics)
-    (g_state, d_state), metrics = jax.lax.scan(body, (g_state, d_state), images_KxNxHxWxC)
+    (g_state, d_state), metrics = jax.lax.scan(body, (g_state, d_state), batches_KxN)
     return g_state, d_state, metrics
 
 
@@ -253,27 +257,32 @@ class Parallel:
             return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
         return jax.device_put(np.asarray(x.addressable_shards[0].data)[0], self.replicated)
 
-    def put_batch(self, local_KxNxHxWxC: np.ndarray) -> jax.Array:
+    def put_batch(self, local_KxN: Any) -> Any:
         """This process's K stacked batches (K, local_batch, ...) as the training input.
 
-        Every process passes its own examples; the global batch of a step is the
-        concatenation of all processes' batches in process order.
+        An array, or a dict of arrays that all have those two leading axes (images
+        and labels of a conditional model). Every process passes its own examples;
+        the global batch of a step is the concatenation of all processes' batches
+        in process order.
         """
-        if local_KxNxHxWxC.ndim < 2 or local_KxNxHxWxC.shape[1] != self.local_batch:
+        return jax.tree.map(self._put_batch_array, local_KxN)
+
+    def _put_batch_array(self, local_KxNx___: np.ndarray) -> jax.Array:
+        if local_KxNx___.ndim < 2 or local_KxNx___.shape[1] != self.local_batch:
             raise ValueError(
                 f"expected this process's batches as (K, {self.local_batch}, ...) "
                 f"(per-device batch {self.per_device_batch} x {len(self.local_devices)} local "
-                f"devices), got shape {local_KxNxHxWxC.shape}."
+                f"devices), got shape {local_KxNx___.shape}."
             )
         if self.mode == "pmap":
-            k, n = local_KxNxHxWxC.shape[:2]
+            k, n = local_KxNx___.shape[:2]
             d = len(self.local_devices)
-            x = local_KxNxHxWxC.reshape(k, d, n // d, *local_KxNxHxWxC.shape[2:]).swapaxes(0, 1)
+            x = local_KxNx___.reshape(k, d, n // d, *local_KxNx___.shape[2:]).swapaxes(0, 1)
             return jax.device_put(x, self._pmap_sharding)
-        return jax.make_array_from_process_local_data(self.batch_sharding, local_KxNxHxWxC)
+        return jax.make_array_from_process_local_data(self.batch_sharding, local_KxNx___)
 
     def compile(self) -> StepFn:
-        """The training function `(g_state, d_state, images_KxN..., key) -> (g, d, metrics)`.
+        """The training function `(g_state, d_state, batches_KxN..., key) -> (g, d, metrics)`.
 
         Takes what `put_states` and `put_batch` give (and the key unplaced on
         "pmap"); metrics come back stacked (K,), the same on every device. The
@@ -282,6 +291,8 @@ class Parallel:
         return _pmap_fn() if self.mode == "pmap" else _auto_fn(self.mesh)
 
 
-def stack_batches(batches: list[np.ndarray]) -> np.ndarray:
-    """Stacks K host batches into one (K, N, ...) array."""
-    return np.stack(batches) if len(batches) > 1 else batches[0][None]
+def stack_batches(batches: list[Any]) -> Any:
+    """Stacks K host batches (arrays, or dicts of arrays) into one (K, N, ...) batch."""
+    if len(batches) == 1:
+        return jax.tree.map(lambda x: x[None], batches[0])
+    return jax.tree.map(lambda *xs: np.stack(xs), *batches)

@@ -11,6 +11,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from gan_jax.batch_rng import per_example
+
 LogitFn = Callable[[jax.Array], jax.Array]
 
 
@@ -26,10 +28,19 @@ def r1_penalty(d_fn: LogitFn, real_NxHxWxC: jax.Array) -> jax.Array:
 
 
 def gradient_penalty(
-    d_fn: LogitFn, real_NxHxWxC: jax.Array, fake_NxHxWxC: jax.Array, rng: jax.Array
+    d_fn: LogitFn,
+    real_NxHxWxC: jax.Array,
+    fake_NxHxWxC: jax.Array,
+    rng: jax.Array,
+    axis_name: str | None = None,
 ) -> jax.Array:
-    """E[(||grad D(x_hat)|| - 1)^2] at random interpolates of real and fake (WGAN-GP)."""
-    eps = jax.random.uniform(rng, (real_NxHxWxC.shape[0], 1, 1, 1))
+    """E[(||grad D(x_hat)|| - 1)^2] at random interpolates of real and fake (WGAN-GP).
+
+    With `axis_name`, the interpolation weights are those of the global batch.
+    """
+    eps = per_example(
+        lambda key, m: jax.random.uniform(key, (m, 1, 1, 1)), rng, real_NxHxWxC.shape[0], axis_name
+    )
     x_hat = eps * real_NxHxWxC + (1.0 - eps) * fake_NxHxWxC
     g = _input_gradients(d_fn, x_hat)
     norms = jnp.sqrt(jnp.sum(jnp.square(g), axis=(1, 2, 3)) + 1e-12)

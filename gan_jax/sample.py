@@ -2,7 +2,9 @@
 
 The output depends only on the checkpoint and the flags: the same checkpoint and
 flags give the same bytes. `--interpolate` writes a latent walk instead: each row
-goes linearly from one random latent vector to another.
+goes linearly from one random latent vector to another. For a class-conditional
+run the grid has one row per class (`--num // classes` images each, the same noise
+in every row), and walk row i shows class i % classes.
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from absl import app, flags, logging
 from gan_jax import images
 from gan_jax.errors import GanJaxError
 from gan_jax.runs import load_run
-from gan_jax.step import generate_from_latent, sample_latent
+from gan_jax.step import (
+    balanced_labels,
+    class_grid_latents,
+    generate_from_latent,
+    sample_latent,
+)
 
 
 def _define_flags() -> None:
@@ -55,13 +62,19 @@ def write_samples(
     run = load_run(workdir, step)
     rng = jax.random.key(seed)
     latent_dim = run.config.latent_dim
+    classes = run.g_state.spec.num_classes
+    labels = None
     if interpolate:
         z = interpolation_latents(rng, num, frames, latent_dim)
         ncols = frames
+        if classes:
+            labels = jnp.repeat(balanced_labels(num, classes), frames)
+    elif classes:
+        z, labels, ncols = class_grid_latents(rng, num, classes, latent_dim)
     else:
         z = sample_latent(rng, num, latent_dim)
         ncols = None
-    pictures = np.asarray(jax.jit(generate_from_latent)(run.g_state, z))
+    pictures = np.asarray(jax.jit(generate_from_latent)(run.g_state, z, labels=labels))
     grid = images.make_grid(pictures, ncols=ncols)
     images.save_png(out, grid)
     return grid

@@ -19,10 +19,15 @@ import optax
 from flax import struct
 from flax.training import train_state
 
-from gan_jax import augment, models
+from gan_jax import augment, models, sngan
 from gan_jax.losses import get_loss
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# `config.arch` -> (generator class, discriminator class).
+ARCHITECTURES = {
+    "dcgan": (models.Generator, models.Discriminator),
+    "sngan_cnn": (sngan.Generator, sngan.Discriminator),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +44,8 @@ class GANSpec:
       diff_augment: DiffAugment policy for D's inputs, e.g. "color,translation,cutout".
       ema_decay: decay of the generator's parameter EMA (0 disables), ramped up
         as min(decay, (1 + t) / (10 + t)) over the first generator steps.
+      num_classes: classes of a class-conditional GAN (0: unconditional). Batches
+        are then `{"image": ..., "label": ...}` and both networks take labels.
     """
 
     loss: str = "non_saturating"
@@ -49,6 +56,7 @@ class GANSpec:
     gp_weight: float = 0.0
     diff_augment: str = ""
     ema_decay: float = 0.0
+    num_classes: int = 0
 
 
 class TrainState(train_state.TrainState):
@@ -68,22 +76,47 @@ class TrainState(train_state.TrainState):
         }
 
 
-def make_models(config: ml_collections.ConfigDict) -> tuple[models.Generator, models.Discriminator]:
-    """The generator and discriminator described by `config`."""
+def num_classes(config: ml_collections.ConfigDict) -> int:
+    """The classes of a conditional model (`config.num_classes`), 0 when unconditional."""
+    if not config.get("conditional", False):
+        return 0
+    if config.num_classes < 1:
+        raise ValueError(
+            f"num_classes={config.num_classes} with conditional=True: set "
+            "--config.num_classes to the dataset's number of classes (e.g. 10)."
+        )
+    return int(config.num_classes)
+
+
+def make_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
+    """The generator and discriminator described by `config` (`config.arch`, default "dcgan")."""
     if config.dtype not in DTYPES:
         raise ValueError(
             f"unknown dtype {config.dtype!r}; use one of {sorted(DTYPES)} (--config.dtype=float32)."
         )
+    arch = config.get("arch", "dcgan")
+    if arch not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown arch {arch!r}; use one of {sorted(ARCHITECTURES)} (--config.arch=dcgan)."
+        )
+    generator_cls, discriminator_cls = ARCHITECTURES[arch]
     dtype = DTYPES[config.dtype]
-    generator = models.Generator(
+    classes = num_classes(config)
+    generator = generator_cls(
         image_size=config.image_size,
         channels=config.channels,
         width=config.g_width,
         dtype=dtype,
         subpixel=config.subpixel,
+        num_classes=classes,
     )
-    discriminator = models.Discriminator(
-        image_size=config.image_size, channels=config.channels, width=config.d_width, dtype=dtype
+    discriminator = discriminator_cls(
+        image_size=config.image_size,
+        channels=config.channels,
+        width=config.d_width,
+        dtype=dtype,
+        num_classes=classes,
+        spectral_norm=bool(config.get("spectral_norm", False)),
     )
     return generator, discriminator
 
@@ -106,6 +139,7 @@ def make_spec(config: ml_collections.ConfigDict) -> GANSpec:
         gp_weight=float(config.gp_weight),
         diff_augment=config.diff_augment,
         ema_decay=float(config.ema_decay),
+        num_classes=num_classes(config),
     )
 
 
@@ -131,8 +165,9 @@ def create_train_states(
     g_rng, d_rng = jax.random.split(rng)
     z = jnp.zeros((1, config.latent_dim), jnp.float32)
     x = jnp.zeros((1, config.image_size, config.image_size, config.channels), jnp.float32)
-    g_vars = jax.jit(lambda k: generator.init(k, z, train=False))(g_rng)
-    d_vars = jax.jit(lambda k: discriminator.init(k, x, train=False))(d_rng)
+    labels = {"labels": jnp.zeros((1,), jnp.int32)} if spec.num_classes else {}
+    g_vars = jax.jit(lambda k: generator.init(k, z, train=False, **labels))(g_rng)
+    d_vars = jax.jit(lambda k: discriminator.init(k, x, train=False, **labels))(d_rng)
     g_state = TrainState.create(
         apply_fn=generator.apply,
         params=g_vars["params"],

@@ -1,14 +1,19 @@
 """The pure GAN training step and sampling.
 
-`train_step` is a pure function of `(g_state, d_state, images, rng)`. It runs as
+`train_step` is a pure function of `(g_state, d_state, batch, rng)`. It runs as
 it is under `jax.jit` (one device, or a batch sharded over a mesh: BatchNorm and
 gradients are then those of the global batch by construction) and under
 `jax.pmap` / `shard_map` with `axis_name` set (gradients and BatchNorm statistics
-are averaged over that axis, so the result does not depend on the device count).
+are averaged over that axis, and every per-example random draw is that of the
+global batch, so the result does not depend on the device count).
+
+A batch is an image array, or for a class-conditional model
+(`GANSpec.num_classes > 0`) a dict `{"image": images, "label": labels}`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -16,15 +21,12 @@ import jax.numpy as jnp
 import optax
 
 from gan_jax.augment import diff_augment
+from gan_jax.batch_rng import per_example
 from gan_jax.losses import get_loss
 from gan_jax.regularizers import gradient_penalty, r1_penalty
 from gan_jax.state import TrainState
 
 Metrics = dict[str, jax.Array]
-
-
-def _axis_size(axis_name: str) -> int:
-    return jax.lax.psum(1, axis_name)
 
 
 def sample_latent(
@@ -43,12 +45,62 @@ def sample_latent(
       >>> bool((z == gan_jax.sample_latent(jax.random.key(0), 4, 16)).all())  # same key
       True
     """
-    if axis_name is None:
-        return jax.random.normal(rng, (batch_size, latent_dim), jnp.float32)
-    n = _axis_size(axis_name)
-    z = jax.random.normal(rng, (n * batch_size, latent_dim), jnp.float32)
-    start = jax.lax.axis_index(axis_name) * batch_size
-    return jax.lax.dynamic_slice_in_dim(z, start, batch_size)
+
+    def sample(key, n):
+        return jax.random.normal(key, (n, latent_dim), jnp.float32)
+
+    return per_example(sample, rng, batch_size, axis_name)
+
+
+def sample_labels(
+    rng: jax.Array, batch_size: int, num_classes: int, axis_name: str | None = None
+) -> jax.Array:
+    """Uniformly random class labels (batch_size,) int32, split over devices like the noise."""
+
+    def sample(key, n):
+        return jax.random.randint(key, (n,), 0, num_classes, jnp.int32)
+
+    return per_example(sample, rng, batch_size, axis_name)
+
+
+def balanced_labels(n: int, num_classes: int, offset: int = 0) -> jax.Array:
+    """Labels (n,) cycling through the classes: (offset + i) % num_classes.
+
+    Example:
+      >>> balanced_labels(5, 3).tolist()
+      [0, 1, 2, 0, 1]
+    """
+    return (jnp.arange(n, dtype=jnp.int32) + offset) % num_classes
+
+
+def class_grid_latents(
+    rng: jax.Array, num: int, num_classes: int, latent_dim: int
+) -> tuple[jax.Array, jax.Array, int]:
+    """Inputs of a sample grid with one row per class: `(z, labels, per_class)`.
+
+    `per_class = max(1, num // num_classes)` images per class; column j of every row
+    has the same noise, so the rows show the classes in the same styles.
+    """
+    per_class = max(1, num // num_classes)
+    z = jnp.tile(sample_latent(rng, per_class, latent_dim), (num_classes, 1))
+    labels = jnp.repeat(jnp.arange(num_classes, dtype=jnp.int32), per_class)
+    return z, labels, per_class
+
+
+def split_batch(batch: Any, num_classes: int) -> tuple[jax.Array, jax.Array | None]:
+    """`(images, labels)` of a batch; labels are None for an unconditional model."""
+    if isinstance(batch, Mapping):
+        images, labels = batch["image"], batch.get("label")
+    else:
+        images, labels = batch, None
+    if not num_classes:
+        return images, None
+    if labels is None:
+        raise ValueError(
+            "the model is class-conditional: pass batches {'image': images, 'label': labels} "
+            "(the input pipeline does so with config.conditional=True)."
+        )
+    return images, labels.astype(jnp.int32)
 
 
 def _with_axis(state: TrainState, axis_name: str | None) -> Any:
@@ -62,7 +114,7 @@ def _pmean(tree: Any, axis_name: str | None) -> Any:
 def train_step(
     g_state: TrainState,
     d_state: TrainState,
-    images: jax.Array,
+    batch: Any,
     rng: jax.Array,
     axis_name: str | None = None,
 ) -> tuple[TrainState, TrainState, Metrics]:
@@ -71,11 +123,16 @@ def train_step(
     The generator runs forward once: its output feeds the discriminator update as
     a constant and the generator update through `jax.vjp`, as in the reference
     PyTorch loop. BatchNorm running statistics are updated by every train-mode
-    forward, as in PyTorch.
+    forward, as in PyTorch. A spectrally normalised discriminator runs its power
+    iteration once per step, in its forward pass on the real images.
+
+    A conditional model draws the fake images' labels uniformly; R1 and the
+    gradient penalty evaluate D with the real images' labels.
 
     Args:
       g_state, d_state: the states from `create_train_states`.
-      images: float32 (N, H, W, C) in [-1, 1] (the local batch under pmap).
+      batch: float32 images (N, H, W, C) in [-1, 1] (the local batch under pmap);
+        for a conditional model `{"image": images, "label": int labels (N,)}`.
       rng: a PRNG key for this step, e.g. `jax.random.fold_in(key, step)`.
       axis_name: the mapped axis under pmap/shard_map, else None.
 
@@ -96,41 +153,54 @@ def train_step(
     """
     spec = d_state.spec
     loss = get_loss(spec.loss)
+    images, real_labels = split_batch(batch, spec.num_classes)
     generator, discriminator = _with_axis(g_state, axis_name), _with_axis(d_state, axis_name)
-    z = sample_latent(rng, images.shape[0], spec.latent_dim, axis_name)
+    n = images.shape[0]
+    z = sample_latent(rng, n, spec.latent_dim, axis_name)
     aug_key, gp_key = jax.random.split(jax.random.fold_in(rng, 1))
+    fake_labels = None
+    if spec.num_classes:
+        fake_labels = sample_labels(jax.random.fold_in(rng, 2), n, spec.num_classes, axis_name)
+    spectral_norm = bool(getattr(discriminator, "spectral_norm", False))
 
     def augment(x, i):
         if not spec.diff_augment:
             return x
-        return diff_augment(x, jax.random.fold_in(aug_key, i), spec.diff_augment)
+        return diff_augment(x, jax.random.fold_in(aug_key, i), spec.diff_augment, axis_name)
 
     def g_forward(params):
-        fakes, updates = generator.apply(g_state.variables(params), z, mutable=["batch_stats"])
+        fakes, updates = generator.apply(
+            g_state.variables(params), z, mutable=["batch_stats"], **_labels(fake_labels)
+        )
         return fakes, updates["batch_stats"]
 
     fakes, g_vjp, g_batch_stats = jax.vjp(g_forward, g_state.params, has_aux=True)
 
-    def d_apply(params, batch_stats, x):
+    def d_apply(params, batch_stats, x, labels, update_sn=False):
+        kwargs = _labels(labels)
+        if spectral_norm:
+            kwargs["update_sn"] = update_sn
         logits, updates = discriminator.apply(
-            {"params": params, "batch_stats": batch_stats}, x, mutable=["batch_stats"]
+            {"params": params, "batch_stats": batch_stats}, x, mutable=["batch_stats"], **kwargs
         )
         return logits, updates["batch_stats"]
 
     def d_loss_fn(params):
         real_in, fake_in = augment(images, 0), augment(fakes, 1)
-        real_logits, stats = d_apply(params, d_state.batch_stats, real_in)
-        fake_logits, stats = d_apply(params, stats, fake_in)
+        real_logits, stats = d_apply(
+            params, d_state.batch_stats, real_in, real_labels, update_sn=True
+        )
+        fake_logits, stats = d_apply(params, stats, fake_in, fake_labels)
         total = loss.d_loss(real_logits, fake_logits)
         extra = {}
-        d_fn = lambda x: d_apply(params, stats, x)[0]  # noqa: E731
+        d_fn = lambda x: d_apply(params, stats, x, real_labels)[0]  # noqa: E731
         if spec.r1_gamma:
             extra["r1_penalty"] = _lazy(
                 spec.r1_interval, d_state.step, lambda: r1_penalty(d_fn, real_in)
             )
             total = total + 0.5 * spec.r1_gamma * spec.r1_interval * extra["r1_penalty"]
         if spec.gp_weight:
-            extra["gradient_penalty"] = gradient_penalty(d_fn, real_in, fake_in, gp_key)
+            extra["gradient_penalty"] = gradient_penalty(d_fn, real_in, fake_in, gp_key, axis_name)
             total = total + spec.gp_weight * extra["gradient_penalty"]
         return total, (real_logits, fake_logits, stats, extra)
 
@@ -142,7 +212,7 @@ def train_step(
 
     def g_update(g_state, d_stats):
         def g_loss_fn(fakes):
-            logits, stats = d_apply(d_state.params, d_stats, augment(fakes, 2))
+            logits, stats = d_apply(d_state.params, d_stats, augment(fakes, 2), fake_labels)
             return loss.g_loss(logits), stats
 
         (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
@@ -176,6 +246,11 @@ def train_step(
     return g_state, d_state, _pmean(metrics, axis_name)
 
 
+def _labels(labels: jax.Array | None) -> dict[str, jax.Array]:
+    """The `labels` keyword of a conditional model's call (none for an unconditional one)."""
+    return {} if labels is None else {"labels": labels}
+
+
 def _lazy(interval: int, step: jax.Array, fn) -> jax.Array:
     """`fn()` on steps that are multiples of `interval`, else 0 (without computing it)."""
     if interval == 1:
@@ -196,8 +271,13 @@ def _update_ema(g_state: TrainState) -> TrainState:
     return g_state.replace(ema_params=ema)
 
 
-def generate(g_state: TrainState, rng: jax.Array, n: int) -> jax.Array:
+def generate(
+    g_state: TrainState, rng: jax.Array, n: int, labels: jax.Array | None = None
+) -> jax.Array:
     """`n` images in [-1, 1] from the generator in eval mode (running BatchNorm statistics).
+
+    For a conditional model, `labels` (n,) picks the classes; by default they
+    cycle through all classes (`balanced_labels`).
 
     Example:
       >>> import jax, gan_jax
@@ -206,14 +286,17 @@ def generate(g_state: TrainState, rng: jax.Array, n: int) -> jax.Array:
       (4, 32, 32, 3)
     """
     z = sample_latent(rng, n, g_state.spec.latent_dim)
-    return generate_from_latent(g_state, z)
+    return generate_from_latent(g_state, z, labels=labels)
 
 
-def generate_from_latent(g_state: TrainState, z: jax.Array, use_ema: bool = True) -> jax.Array:
+def generate_from_latent(
+    g_state: TrainState, z: jax.Array, use_ema: bool = True, labels: jax.Array | None = None
+) -> jax.Array:
     """Images in [-1, 1] for the given latent vectors (eval-mode BatchNorm).
 
     Uses the generator's parameter EMA when the run keeps one (`config.ema_decay`)
-    and `use_ema` is True.
+    and `use_ema` is True. A conditional model takes `labels` (N,), by default
+    `balanced_labels(N, num_classes)`; an unconditional one refuses labels.
 
     Example:
       >>> import jax, jax.numpy as jnp, gan_jax
@@ -228,4 +311,6 @@ def generate_from_latent(g_state: TrainState, z: jax.Array, use_ema: bool = True
       (True, False)
     """
     params = g_state.ema_params if use_ema and g_state.ema_params is not None else None
-    return g_state.model.apply(g_state.variables(params), z, train=False)
+    if g_state.spec.num_classes and labels is None:
+        labels = balanced_labels(z.shape[0], g_state.spec.num_classes)
+    return g_state.model.apply(g_state.variables(params), z, train=False, **_labels(labels))

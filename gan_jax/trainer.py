@@ -29,8 +29,15 @@ from absl import flags, logging
 from gan_jax import checkpoint, fid_monitor, images, models
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
-from gan_jax.state import DTYPES, TrainState, create_train_states, make_spec
-from gan_jax.step import generate_from_latent, sample_latent
+from gan_jax.state import (
+    DTYPES,
+    TrainState,
+    create_train_states,
+    make_models,
+    make_spec,
+    num_classes,
+)
+from gan_jax.step import class_grid_latents, generate_from_latent, sample_latent
 
 # Exit code of a run stopped by SIGTERM/SIGINT after its final checkpoint
 # (sysexits' EX_TEMPFAIL: "try again later"); rerunning the command resumes it.
@@ -60,6 +67,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     try:
         models.num_stages(config.image_size)
         make_spec(config)
+        make_models(config)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if config.channels not in (1, 3):
@@ -222,8 +230,22 @@ class _Logger:
             self._writer.close()
 
 
-def _sample_grid(g_state: TrainState, z: jax.Array) -> np.ndarray:
-    return images.make_grid(np.asarray(jax.jit(generate_from_latent)(g_state, z)))
+SampleInputs = tuple[jax.Array, jax.Array | None, int | None]  # (z, labels, grid columns)
+
+
+def sample_inputs(config: ml_collections.ConfigDict, key: jax.Array) -> SampleInputs:
+    """The fixed inputs of the run's sample grids: `num_sample_images` latents, or for a
+    conditional model one row per class (`num_sample_images // num_classes` per row)."""
+    classes = num_classes(config)
+    if classes:
+        return class_grid_latents(key, config.num_sample_images, classes, config.latent_dim)
+    return sample_latent(key, config.num_sample_images, config.latent_dim), None, None
+
+
+def _sample_grid(g_state: TrainState, inputs: SampleInputs) -> np.ndarray:
+    z, labels, ncols = inputs
+    pictures = jax.jit(generate_from_latent)(g_state, z, labels=labels)
+    return images.make_grid(np.asarray(pictures), ncols=ncols)
 
 
 def _meta(config: ml_collections.ConfigDict, examples_per_process: int) -> dict[str, Any]:
@@ -283,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             g_state, d_state, train_key, meta = ckpt.restore(
                 g_state, d_state, train_key, check=compatible
             )
-            step = int(g_state.step)
+            step = int(d_state.step)  # Training steps (G's count lags when n_dis > 1).
             examples = step * parallel.local_batch
             if meta.get("process_count", 1) != jax.process_count():
                 logging.warning(
@@ -317,11 +339,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         batches = input_pipeline.create_input_iter(
             config, process_batch_size=parallel.local_batch, start_example=examples
         )
-        sample_z = sample_latent(sample_key, config.num_sample_images, config.latent_dim)
+        samples = sample_inputs(config, sample_key)
         logger = _Logger(workdir, config)
         monitor = fid_monitor.FidMonitor(config, workdir) if config.eval_every_steps else None
         try:
-            loop = _Loop(config, workdir, parallel, ckpt, logger, batches, sample_z, monitor)
+            loop = _Loop(config, workdir, parallel, ckpt, logger, batches, samples, monitor)
             summary = loop.run(g_state, d_state, train_key, step, examples)
         finally:
             logger.close()
@@ -356,8 +378,8 @@ class _Loop:
         parallel: Parallel,
         ckpt: checkpoint.Checkpointer,
         logger: _Logger,
-        batches: Iterator[np.ndarray],
-        sample_z: jax.Array,
+        batches: Iterator[Any],
+        samples: SampleInputs,
         monitor: fid_monitor.FidMonitor | None = None,
     ):
         self.config = config
@@ -367,7 +389,7 @@ class _Loop:
         self.ckpt = ckpt
         self.logger = logger
         self.batches = batches
-        self.sample_z = sample_z
+        self.samples = samples
         self.pending: list[tuple[int, Any]] = []  # (first step, stacked device metrics)
         self.last_metrics: dict[str, float] = {}
         self.last_saved: int | None = None
@@ -535,7 +557,7 @@ class _Loop:
         return {"status": "finished", "step": step, "metrics": self.last_metrics}
 
     def _samples(self, step: int, g_state: TrainState) -> None:
-        grid = _sample_grid(self.parallel.get_states(g_state), self.sample_z)
+        grid = _sample_grid(self.parallel.get_states(g_state), self.samples)
         if jax.process_index() == 0:
             images.save_png(os.path.join(self.workdir, "samples", f"step_{step:08d}.png"), grid)
             images.save_png(os.path.join(self.workdir, "samples", "latest.png"), grid)

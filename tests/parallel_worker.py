@@ -9,9 +9,10 @@ JSON), optionally `distributed` (keyword arguments of
 
 * `steps`: `steps` calls of the compiled function of `Parallel` (mode `parallel`)
   from the trainer's initial states and key (`trainer.rng_streams(seed)`), fed
-  `global_batches(config, steps)` (this process's part of each). Writes the final
-  states, per-step metrics, how often `train_step` was traced, and how many XLA
-  compilations happened after the first step (.npz).
+  `global_batches(config, steps)` (this process's part of each), with the job's
+  optional config `overrides`. Writes the final states, per-step metrics, how
+  often `train_step` was traced, and how many XLA compilations happened after
+  the first step (.npz).
 * `hlo`: the batch sizes of the image-shaped (B, S, S, C) tensors in the lowered
   "auto" step (.json).
 * `train`: `train_and_evaluate(config + overrides, workdir)`; records the step at
@@ -37,10 +38,18 @@ import numpy as np
 COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
-def global_batches(config: Any, steps: int, seed: int = 1234) -> np.ndarray:
-    """`steps` deterministic global batches (steps, batch_size, S, S, C) in [-1, 1]."""
+def global_batches(config: Any, steps: int, seed: int = 1234) -> Any:
+    """`steps` deterministic global batches (steps, batch_size, S, S, C) in [-1, 1].
+
+    For a conditional config, `{"image": those, "label": (steps, batch_size) int32}`.
+    """
     shape = (steps, config.batch_size, config.image_size, config.image_size, config.channels)
-    return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(-1, 1, shape).astype(np.float32)
+    if not config.get("conditional", False):
+        return images
+    labels = rng.integers(0, config.num_classes, shape[:2]).astype(np.int32)
+    return {"image": images, "label": labels}
 
 
 @functools.cache
@@ -76,6 +85,10 @@ def _steps(config: Any, job: dict[str, Any]) -> None:
     from gan_jax.step import train_step
 
     config.parallel = job["parallel"]
+    config_json = job["config"]
+    if job.get("overrides"):
+        config.update(job["overrides"])
+        config_json = config.to_json()
     counts = {"traces": 0, "compiles": 0}
 
     def counted_train_step(*args, **kwargs):
@@ -90,15 +103,17 @@ def _steps(config: Any, job: dict[str, Any]) -> None:
     parallel_lib.train_step = counted_train_step
     try:
         par = parallel_lib.Parallel(config)
-        g_state, d_state = _initial_states(job["config"])
+        g_state, d_state = _initial_states(config_json)
         key = trainer.rng_streams(config.seed)[1]
         fn = par.compile()
         g, d = par.put_states(g_state, d_state)
         key = par.put_states(key) if par.mode == "auto" else key
         start = jax.process_index() * par.local_batch
         metrics = []
-        for i, batch in enumerate(global_batches(config, job["steps"])):
-            local = batch[None, start : start + par.local_batch]
+        batches = global_batches(config, job["steps"])
+        end = start + par.local_batch
+        for i in range(job["steps"]):
+            local = jax.tree.map(lambda x, i=i: x[None, i, start:end], batches)
             g, d, m = fn(g, d, par.put_batch(local), key)
             metrics.append({n: float(np.asarray(v)[0]) for n, v in m.items()})
             if i == 0:
@@ -161,7 +176,7 @@ def _train(config: Any, job: dict[str, Any]) -> None:
 
         def step(g_state, d_state, images, key):
             if not first_steps:
-                first_steps.append(int(np.asarray(self.get_states(g_state).step)))
+                first_steps.append(int(np.asarray(self.get_states(d_state).step)))
             g_state, d_state, stacked = fn(g_state, d_state, images, key)
             metrics.append(stacked)
             return g_state, d_state, stacked

@@ -34,19 +34,22 @@ def generated_batches(
     """`num` generator images in [-1, 1], NHWC, in batches; the same seed gives the same images.
 
     With `ema` the generator's moving-average parameters are used when the run has them.
+    A class-conditional generator makes every class equally often (labels cycle).
     """
-    from gan_jax.step import sample_latent
+    from gan_jax.step import balanced_labels, sample_latent
 
     params = g_state.ema_params if ema and g_state.ema_params is not None else g_state.params
+    classes = g_state.spec.num_classes
 
     @jax.jit
-    def gen(params: Any, rng: jax.Array) -> jax.Array:
+    def gen(params: Any, rng: jax.Array, offset: jax.Array) -> jax.Array:
         z = sample_latent(rng, batch_size, g_state.spec.latent_dim)
-        return g_state.model.apply(g_state.variables(params), z, train=False)
+        kwargs = {"labels": balanced_labels(batch_size, classes, offset)} if classes else {}
+        return g_state.model.apply(g_state.variables(params), z, train=False, **kwargs)
 
     key = jax.random.key(seed)
     for i, start in enumerate(range(0, num, batch_size)):
-        yield np.asarray(gen(params, jax.random.fold_in(key, i)))[: num - start]
+        yield np.asarray(gen(params, jax.random.fold_in(key, i), start))[: num - start]
 
 
 def reference_meta(config: Any, split: str) -> dict[str, Any]:
