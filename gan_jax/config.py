@@ -87,7 +87,7 @@ def default_config() -> ml_collections.ConfigDict:
     config.diff_augment = ""
     # Generator EMA decay for sampling and evaluation (e.g. 0.999; 0 disables).
     config.ema_decay = 0.0
-    # Training steps (one D and one G update each).
+    # Training steps: one D update each, and one G update every n_dis-th step.
     config.num_train_steps = 50_000
     # Adam learning rates and moments, as in the DCGAN paper.
     config.g_learning_rate = 2e-4
