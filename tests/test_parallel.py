@@ -57,7 +57,9 @@ plain_step = jax.jit(gan_jax.train_step)
 # ----------------------------------------------------------------------------- helpers
 
 
-def assert_states_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: str):
+def assert_states_close(
+    got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: str, tol: float = TOL
+):
     assert got.keys() == want.keys(), what
     for name, w in want.items():
         g = got[name]
@@ -67,7 +69,7 @@ def assert_states_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray],
             continue
         scale = max(float(np.max(np.abs(w))), 1e-12)
         err = float(np.max(np.abs(g.astype(np.float64) - w)))
-        assert err <= TOL * scale, f"{what}: {name} differs by {err:.3g} (scale {scale:.3g})"
+        assert err <= tol * scale, f"{what}: {name} differs by {err:.3g} (scale {scale:.3g})"
 
 
 def assert_metrics_close(got: dict, want: dict[str, np.ndarray], what: str):

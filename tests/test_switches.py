@@ -38,7 +38,7 @@ import gan_jax
 
 sys.path.insert(0, os.path.dirname(__file__))
 import parallel_worker  # noqa: E402
-from test_parallel import assert_metrics_close, run_workers  # noqa: E402
+from test_parallel import assert_metrics_close, assert_states_close, run_workers  # noqa: E402
 from test_trainer import assert_bitwise_equal, saved_state  # noqa: E402
 
 STEPS = 4
@@ -120,19 +120,6 @@ def run_two_devices(cases: dict[str, dict], directory) -> dict:
     return outs
 
 
-def assert_states_close(got: dict[str, np.ndarray], want: dict[str, np.ndarray], what: str):
-    assert got.keys() == want.keys(), what
-    for name, w in want.items():
-        g = got[name]
-        assert g.shape == w.shape and g.dtype == w.dtype, f"{what}: {name}"
-        if not np.issubdtype(w.dtype, np.floating):
-            np.testing.assert_array_equal(g, w, err_msg=f"{what}: {name}")
-            continue
-        scale = max(float(np.max(np.abs(w))), 1e-12)
-        err = float(np.max(np.abs(g.astype(np.float64) - w)))
-        assert err <= STATE_TOL * scale, f"{what}: {name} differs by {err:.3g} (scale {scale:.3g})"
-
-
 def train_one_device(config: ml_collections.ConfigDict) -> tuple[dict, dict]:
     """The trainer's training function on this process's device: final state, metrics."""
     from gan_jax import trainer
@@ -162,7 +149,7 @@ def check_like_one_device(overrides: dict, outs: dict, name: str) -> None:
         metrics = {k[len("metrics/") :]: z[k] for k in z.files if k.startswith("metrics/")}
         what = f"{name} on {DEVICES} devices ({mode})"
         assert int(z["traces"]) == 1 and int(z["compiles_after_first"]) == 0, what
-        assert_states_close(state, want_state, what)
+        assert_states_close(state, want_state, what, STATE_TOL)
         assert_metrics_close(metrics, want_metrics, what)
 
 
