@@ -107,9 +107,9 @@ class FidMonitor:
             self._extractor = InceptionExtractor(
                 weights_path(config), resize_mode=config.eval_resize, devices=jax.local_devices()
             )
-        stats_dir = config.get("fid_stats_dir") or os.path.join(
-            os.path.dirname(os.path.abspath(weights_path(config))), "fid_stats"
-        )
+        from gan_jax.metrics import weights
+
+        stats_dir = config.get("fid_stats_dir") or weights.default_stats_dir(weights_path(config))
         return evaluate.evaluate_generator(
             g_state,
             config,

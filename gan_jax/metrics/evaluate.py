@@ -93,9 +93,7 @@ def evaluate_generator(
 
     extractor = extractor or InceptionExtractor()
     meta = reference_meta(config, ref)
-    stats_dir = stats_dir or os.path.join(
-        os.path.dirname(weights.default_weights_path()), "fid_stats"
-    )
+    stats_dir = stats_dir or weights.default_stats_dir()
     t0 = time.time()
     reference = stats.reference_stats(
         input_pipeline.iterate_images(config, split=ref, num_examples=num_ref),
@@ -140,9 +138,7 @@ def evaluate_run(
 
     run = load_run(workdir, step, best=best)
     extractor = InceptionExtractor(weights_path, resize_mode=resize, batch_size=batch_size)
-    stats_dir = stats_dir or os.path.join(
-        os.path.dirname(weights_path or weights.default_weights_path()), "fid_stats"
-    )
+    stats_dir = stats_dir or weights.default_stats_dir(weights_path)
     result = evaluate_generator(
         run.g_state,
         run.config,

@@ -50,6 +50,12 @@ def default_weights_path() -> str:
     return os.path.join(cache, "gan_jax", "inception-2015-12-05.msgpack")
 
 
+def default_stats_dir(weights_path: str | None = None) -> str:
+    """Where reference statistics are cached by default: `fid_stats/` beside the weights."""
+    path = weights_path or default_weights_path()
+    return os.path.join(os.path.dirname(os.path.abspath(path)), "fid_stats")
+
+
 def weights_id(params: dict) -> str:
     """Content hash of the feature layers (the classifier is left out)."""
     h = hashlib.sha256()
