@@ -115,7 +115,7 @@ def plot_histories(
         raise ValueError(f"x={x!r} is not one of {X_AXES}.")
     histories = [read_history(run) for run in runs]
     names = _labels(runs, labels)
-    timed = [all("train_seconds" in r for r in history) for history in histories]
+    timed = [all(math.isfinite(_number(r, "train_seconds")) for r in h) for h in histories]
     if x == "minutes" and not all(timed):
         missing = [run for run, ok in zip(runs, timed, strict=True) if not ok]
         raise ValueError(

@@ -90,6 +90,8 @@ def test_a_history_without_optional_fields(tmp_path):
     assert fig.axes[0].get_legend().get_texts()[0].get_text().startswith("baseline ")
     with pytest.raises(ValueError, match=r"no train_seconds in the history of .*plain"):
         plot.plot_histories([str(tmp_path / "plain")], str(out), x="minutes")
+    _write_history(tmp_path / "null", [{"step": 1, "fid": 9.0, "train_seconds": None}])
+    assert plot.plot_histories([str(tmp_path / "null")], str(out)).axes[0].get_xlabel() == "step"
 
 
 def test_repeated_steps_and_a_truncated_last_line(tmp_path):
