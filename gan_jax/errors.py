@@ -15,3 +15,7 @@ class CheckpointError(GanJaxError):
 
 class NonFiniteError(GanJaxError, FloatingPointError):
     """A loss or parameter became NaN or infinite."""
+
+
+class FeatureError(GanJaxError, ValueError):
+    """Features given to a metric have the wrong shape, too few rows, or non-finite values."""

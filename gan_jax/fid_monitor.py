@@ -3,9 +3,12 @@
 GAN quality often peaks before the end of training, so besides the newest
 checkpoints the trainer keeps the state with the lowest FID so far in
 `<workdir>/checkpoints_best/` (one checkpoint; its metadata holds the score).
-Every evaluation is appended to `<workdir>/eval/history.jsonl`. The generated
-images come from the same noise at every evaluation (the run's seed), so the
-scores of one run are comparable with each other.
+Every evaluation is appended to `<workdir>/eval/history.jsonl`, one JSON record per
+line: `step`, `fid`, `kid_mean`/`kid_std`, `precision`/`recall`/`density`/`coverage`
+(against the cached reference features), `num_images`, `eval_seconds`, and
+`train_seconds` (training wall-clock so far, evaluations excluded) when the caller
+passes it. The generated images come from the same noise at every evaluation (the
+run's seed), so the scores of one run are comparable with each other.
 """
 
 from __future__ import annotations
@@ -26,6 +29,20 @@ from gan_jax.state import TrainState
 
 BEST_DIR = "checkpoints_best"
 HISTORY = os.path.join("eval", "history.jsonl")
+# Result entries logged to TensorBoard, under these names.
+TENSORBOARD_SCALARS = {
+    "fid": "fid",
+    "kid_mean": "kid",
+    "precision": "precision",
+    "recall": "recall",
+    "density": "density",
+    "coverage": "coverage",
+}
+
+
+def tensorboard_scalars(result: dict[str, Any]) -> dict[str, float]:
+    """The scalars of an evaluation result to log: FID, KID and PRDC where present."""
+    return {name: float(result[key]) for key, name in TENSORBOARD_SCALARS.items() if key in result}
 
 
 def weights_path(config: ml_collections.ConfigDict) -> str:
@@ -122,8 +139,14 @@ class FidMonitor:
             stats_dir=stats_dir,
         )
 
-    def evaluate(self, step: int, g_state: TrainState) -> dict[str, Any]:
-        """Scores `g_state` (host copy); returns the result, also appended to the history."""
+    def evaluate(
+        self, step: int, g_state: TrainState, train_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """Scores `g_state` (host copy); returns the result, also appended to the history.
+
+        `train_seconds`, the training wall-clock time up to `step` without evaluations,
+        goes into the record (for FID against time: `python -m gan_jax.plot`).
+        """
         t = time.perf_counter()
         result: dict[str, Any] = {}
         if jax.process_index() == 0:
@@ -134,6 +157,8 @@ class FidMonitor:
 
             fid = float(multihost_utils.broadcast_one_to_all(np.float64(fid)))
         result = {"step": step, **result, "fid": float(fid)}
+        if train_seconds is not None:
+            result["train_seconds"] = round(float(train_seconds), 1)
         result["eval_seconds"] = round(time.perf_counter() - t, 1)
         if jax.process_index() == 0:
             path = os.path.join(self.workdir, HISTORY)

@@ -75,6 +75,7 @@ def test_fid_is_logged_and_the_best_state_is_kept_across_a_resume(eval_config, c
     assert len({h["fid"] for h in history}) == 3  # the generator changed between evaluations
     assert len(created) == 1 and created[0].calls == 4  # built once; reference extracted once
     assert all(h["num_images"] == 24 for h in history)
+    assert all(0 <= h[name] <= 1 for h in history for name in ("precision", "recall", "coverage"))
 
     eval_config.num_train_steps = 10
     trainer.train_and_evaluate(eval_config, workdir)  # resumes at step 6
@@ -101,6 +102,27 @@ def test_fid_is_logged_and_the_best_state_is_kept_across_a_resume(eval_config, c
         stats_dir=eval_config.fid_stats_dir,
     )
     assert again["fid"] == pytest.approx(best["fid"], rel=1e-5)
+
+
+def test_records_carry_train_seconds_and_plot(tiny_config, tmp_path, monkeypatch):
+    from gan_jax import plot
+
+    pytest.importorskip("matplotlib")
+    workdir = str(tmp_path / "run")
+    monitor = fid_monitor.FidMonitor(tiny_config, workdir)
+    scores = iter([{"fid": 30.0, "precision": 0.5, "recall": 0.25}, {"fid": 20.0}])
+    monkeypatch.setattr(monitor, "_score", lambda g_state: next(scores))
+    try:
+        first = monitor.evaluate(2, None, train_seconds=61.234)
+        monitor.evaluate(4, None)  # a caller that does not time training
+    finally:
+        monitor.close()
+    assert first["train_seconds"] == 61.2 and "eval_seconds" in first
+    history = _history(workdir)
+    assert [h["step"] for h in history] == [2, 4] and "train_seconds" not in history[1]
+    assert fid_monitor.tensorboard_scalars(first) == {"fid": 30.0, "precision": 0.5, "recall": 0.25}
+    fig = plot.plot_histories([workdir], str(tmp_path / "fid.png"))
+    assert fig.axes[-1].get_xlabel() == "step" and len(fig.axes) == 2
 
 
 def test_evaluation_without_weights_is_one_error_before_training(tiny_config, tmp_path):

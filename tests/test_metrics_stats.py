@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gan_jax.metrics import scores, stats
+from gan_jax.metrics import manifold, scores, stats
 from gan_jax.metrics.extractor import Activations
 
 
@@ -82,6 +82,33 @@ def test_evaluate_images_scores_against_reference(tmp_path):
         ex.extract(_batches(2, offset=0.4)).features, ex.extract(_batches(0)).features
     )
     assert shifted["fid"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_evaluate_images_adds_prdc_on_equally_many_features():
+    ex = CountingExtractor()
+    ref = stats.reference_stats(_batches(0), None, {"dataset": "toy"}, ex, kid_features=50)
+    result = stats.evaluate_images(_batches(1, n=2), ref, ex)  # 40 generated, 50 real features
+    real = ref.features[np.sort(np.random.default_rng(0).choice(50, 40, replace=False))]
+    expected = manifold.prdc(real, ex.extract(_batches(1, n=2)).features)
+    assert {name: result[name] for name in expected} == expected
+    assert result["recall"] > 0 and result["coverage"] > 0
+
+    collapsed = stats.evaluate_images([np.repeat(_batches(1)[0][:1], 40, axis=0)], ref, ex)
+    assert collapsed["recall"] == 0.0  # every generated ball has radius 0
+    assert collapsed["coverage"] < result["coverage"]
+
+
+def test_evaluate_images_without_prdc():
+    ex = CountingExtractor()
+    with_features = stats.reference_stats(_batches(0), None, {}, ex, kid_features=60)
+    without = stats.reference_stats(_batches(0), None, {}, ex)
+    names = {"precision", "recall", "density", "coverage"}
+    assert not names & set(stats.evaluate_images(_batches(1), without, ex))
+    assert not names & set(stats.evaluate_images(_batches(1), with_features, ex, prdc=False))
+    few = stats.evaluate_images(  # 5 images: too few for PRDC (dc_k=5)
+        [_batches(1)[0][:5]], with_features, ex, kid=False, inception_score=False
+    )
+    assert not names & set(few) and np.isfinite(few["fid"])
 
 
 def test_fid_refuses_statistics_from_different_settings():

@@ -1,4 +1,4 @@
-"""FID, KID and Inception Score with the FID Inception-v3, in JAX.
+"""FID, KID, Inception Score, precision/recall and density/coverage from the FID Inception-v3.
 
     from gan_jax import metrics
 
@@ -11,6 +11,7 @@ Weights: `python -m gan_jax.metrics.convert` once (see docs/evaluation.md).
 
 from gan_jax.metrics.extractor import Activations, InceptionExtractor
 from gan_jax.metrics.inception import FEATURE_DIM, NUM_CLASSES, InceptionV3
+from gan_jax.metrics.manifold import density_coverage, prdc, precision_recall
 from gan_jax.metrics.preprocess import RESIZE_MODES, resize_bilinear, to_inception_input
 from gan_jax.metrics.scores import (
     fid_from_features,
@@ -37,6 +38,7 @@ __all__ = [
     "InceptionV3",
     "Stats",
     "default_weights_path",
+    "density_coverage",
     "evaluate_images",
     "fid",
     "fid_from_features",
@@ -45,6 +47,8 @@ __all__ = [
     "kernel_inception_distance",
     "load_weights",
     "mean_and_covariance",
+    "prdc",
+    "precision_recall",
     "reference_stats",
     "resize_bilinear",
     "stats_from_activations",

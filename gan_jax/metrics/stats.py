@@ -1,7 +1,8 @@
 """Feature statistics, their cache files, and FID/KID/IS of generated images against them.
 
 A statistics file (`.npz`) holds `mu` (2048,) and `sigma` (2048, 2048) in float64, the
-number of images, optionally up to `kid_features` raw features (for KID), and a JSON
+number of images, optionally up to `kid_features` raw features (a random subset, for KID
+and for precision/recall/density/coverage, which need the points, not a Gaussian), and a JSON
 `meta` dict: at least `weights_id` and `resize_mode`, plus what the caller describes
 the data with (dataset name, split, image size, ...). `reference_stats` reuses a file
 only when every one of those entries matches, so changing the data, the resize mode
@@ -19,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from gan_jax.metrics import scores
+from gan_jax.metrics import manifold, scores
 from gan_jax.metrics.extractor import Activations, InceptionExtractor
 
 STATS_VERSION = 1
@@ -33,7 +34,7 @@ class Stats:
     sigma: np.ndarray
     num_images: int
     meta: dict[str, Any]
-    features: np.ndarray | None = None  # A random subset of the raw features, for KID.
+    features: np.ndarray | None = None  # A random subset of the raw features (KID, PRDC).
 
     def save(self, path: str) -> None:
         folder = os.path.dirname(os.path.abspath(path))
@@ -175,6 +176,16 @@ def fid(stats1: Stats, stats2: Stats) -> float:
     return scores.frechet_distance(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
 
 
+def _prdc(real: np.ndarray, fake: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """PRDC on equally many real and fake features; nothing when there are too few."""
+    n = min(len(real), len(fake))
+    if n <= max(manifold.PR_K, manifold.DC_K):
+        return {}
+    if n < len(real):
+        real = real[np.sort(np.random.default_rng(seed).choice(len(real), n, replace=False))]
+    return manifold.prdc(real, fake[:n])
+
+
 def evaluate_images(
     images: Iterable[np.ndarray],
     reference: Stats,
@@ -182,11 +193,16 @@ def evaluate_images(
     num_images: int | None = None,
     kid: bool = True,
     inception_score: bool = True,
+    prdc: bool = True,
 ) -> dict[str, Any]:
-    """FID (and KID / IS when possible) of an image set against reference statistics.
+    """FID (and KID / IS / PRDC when possible) of an image set against reference statistics.
 
-    KID needs `reference.features`; IS needs weights with the classifier. Returns flat
-    scalars plus `num_images`, `resize_mode` and `weights_id`.
+    KID and PRDC (`precision`, `recall`, `density`, `coverage`: `manifold.prdc` with its
+    default k) need `reference.features`; IS needs weights with the classifier. PRDC
+    compares equally many real and generated features (the papers' setting; the scores
+    depend on the set sizes): min(len(reference.features), generated) of each, a seeded
+    random subset of the reals and the first of the generated. Returns flat scalars plus
+    `num_images`, `resize_mode` and `weights_id`.
 
     Example (with pixels as features instead of the Inception network):
       >>> import numpy as np, types
@@ -200,8 +216,9 @@ def evaluate_images(
       >>> result = metrics.evaluate_images([images + 0.5], ref, extractor)
       >>> round(result["fid"], 6), result["num_images"]  # mean shift: 4 * 0.5^2
       (1.0, 32)
-      >>> sorted(result)
-      ['fid', 'kid_mean', 'kid_std', 'num_images', 'resize_mode', 'weights_id']
+      >>> sorted(result)  # doctest: +NORMALIZE_WHITESPACE
+      ['coverage', 'density', 'fid', 'kid_mean', 'kid_std', 'num_images', 'precision',
+       'recall', 'resize_mode', 'weights_id']
     """
     extractor = extractor or InceptionExtractor(resize_mode=reference.meta["resize_mode"])
     acts = extractor.extract(images, num_images)
@@ -211,6 +228,8 @@ def evaluate_images(
         result["kid_mean"], result["kid_std"] = scores.kernel_inception_distance(
             acts.features, reference.features
         )
+    if prdc and reference.features is not None:
+        result.update(_prdc(reference.features, acts.features))
     if inception_score and acts.logits is not None:
         result["is_mean"], result["is_std"] = scores.inception_score(acts.logits)
     result.update(
