@@ -4,16 +4,19 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
 import shutil
+import sys
 
 import jax
 import numpy as np
 import pytest
 
 import gan_jax
+from gan_jax import rundir
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "golden")
 IMAGE_SEED, NUM_IMAGES = 1, 8  # As in make_run_v1.py.
@@ -82,3 +85,18 @@ def test_the_trainer_resumes_the_run(run_v1):
     run = gan_jax.load_run(run_v1)
     assert run.step == 10 and run.g_state.ema_params is not None
     assert np.abs(_images(run.g_state) - _expected_images()).max() > 1e-5  # it trained on
+
+
+@pytest.mark.parametrize(
+    ("module", "names"),
+    [
+        ("gan_jax.api", ("save_checkpoint", "restore_checkpoint", "read_metrics")),
+        ("gan_jax.runs", ("Run", "load_run", "load_config")),
+    ],
+)
+def test_the_old_module_names_still_work_with_a_deprecation_warning(module, names, monkeypatch):
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    with pytest.warns(DeprecationWarning, match=rf"{module} is deprecated.*gan_jax"):
+        old = importlib.import_module(module)
+    for name in names:
+        assert getattr(old, name) is getattr(rundir, name)
