@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging as pylogging
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import flags, logging
+from absl import logging
 
 from gan_jax import checkpoint, fid_monitor, images, models
 from gan_jax.errors import ConfigError, NonFiniteError
@@ -39,9 +37,6 @@ from gan_jax.state import (
 )
 from gan_jax.step import class_grid_latents, generate_from_latent, sample_latent
 
-# Exit code of a run stopped by SIGTERM/SIGINT after its final checkpoint
-# (sysexits' EX_TEMPFAIL: "try again later"); rerunning the command resumes it.
-EXIT_PREEMPTED = 75
 # What to do when a loss or parameter becomes NaN/inf (`config.on_nonfinite`).
 NONFINITE_POLICIES = ("halt", "rollback")
 # Rollbacks to the same checkpoint before the run halts after all.
@@ -562,53 +557,3 @@ class _Loop:
             images.save_png(os.path.join(self.workdir, "samples", f"step_{step:08d}.png"), grid)
             images.save_png(os.path.join(self.workdir, "samples", "latest.png"), grid)
             self.logger.image(step, grid)
-
-
-def main_exit_code(summary: dict[str, Any]) -> int:
-    """The process exit code for a `train_and_evaluate` summary."""
-    return EXIT_PREEMPTED if summary["status"] == "preempted" else 0
-
-
-def flag_error(e: BaseException, argv: list[str]) -> str:
-    """One line for an error from parsing the command line (absl flags, ml_collections)."""
-    text = str(e).strip()
-    if isinstance(e, (AttributeError, KeyError)):
-        field = text.strip("\"'")
-        given = [a for a in argv if a.startswith("--config.") and field in a.split("=")[0]]
-        where = f"in {given[0]} " if given else ""
-        return f"unknown config field {field!r} {where}(see configs/default.py for the fields)."
-    if "is not supported for overriding" in text:
-        field = text.split(" of field ")[-1].split(" is not")[0]
-        return (
-            f"{field} cannot be set on the command line (its default is None, which has no "
-            "type to parse into); set it in a config file instead."
-        )
-    if isinstance(e, OSError):
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return f"could not load the config file: {lines[-1] if lines else e}"
-    lines = text.splitlines()
-    first = lines[0] if lines else type(e).__name__
-    return first if isinstance(e, flags.Error) else f"{type(e).__name__}: {first}"
-
-
-class _LibraryNoise(pylogging.Filter):
-    """Drops orbax's records (the trainer reports checkpoint problems itself) and tfds's
-    warnings (notes on dataset preparation), keeping tfds's errors."""
-
-    def filter(self, record: pylogging.LogRecord) -> bool:
-        if f"{os.sep}orbax{os.sep}" in record.pathname:
-            return record.levelno >= pylogging.CRITICAL
-        if f"{os.sep}tensorflow_datasets{os.sep}" in record.pathname:
-            return record.levelno >= pylogging.ERROR
-        return True
-
-
-def quiet_library_logs() -> None:
-    """Keeps the console to the trainer's own messages (for the command line)."""
-    pylogging.getLogger("absl").addFilter(_LibraryNoise())
-
-
-def fail(message: str) -> None:
-    """Prints a one-line error for the user and exits with status 2."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
