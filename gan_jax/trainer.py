@@ -336,7 +336,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
         samples = sample_inputs(config, sample_key)
         logger = _Logger(workdir, config)
-        monitor = fid_monitor.FidMonitor(config, workdir) if config.eval_every_steps else None
+        monitor = None
+        if config.eval_every_steps:
+            monitor = fid_monitor.FidMonitor(config, workdir, input_pipeline.iterate_images)
         try:
             loop = _Loop(config, workdir, parallel, ckpt, logger, batches, samples, monitor)
             summary = loop.run(g_state, d_state, train_key, step, examples)
