@@ -43,12 +43,12 @@ _generate = jax.jit(generate_from_latent, static_argnames="use_ema")
 
 def weights_path(config: ml_collections.ConfigDict) -> str:
     """The Inception weights file evaluations read (`config.inception_weights` or the default)."""
-    return config.get("inception_weights") or weights.default_weights_path()
+    return config.inception_weights or weights.default_weights_path()
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError when periodic evaluation is on but cannot run (cheap checks only)."""
-    every = config.get("eval_every_steps", 0)
+    every = config.eval_every_steps
     if not every:
         return
     k = config.steps_per_dispatch
@@ -176,8 +176,7 @@ class FidMonitor:
             seed=config.seed,
             extractor=self._extractor,
             kid_features=min(config.eval_num_ref or 10_000, 10_000),
-            stats_dir=config.get("fid_stats_dir")
-            or weights.default_stats_dir(weights_path(config)),
+            stats_dir=config.fid_stats_dir or weights.default_stats_dir(weights_path(config)),
         )
 
     def evaluate(self, step: int, g_state: TrainState) -> dict[str, Any]:
