@@ -13,7 +13,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ start-up chatter.
 
-from absl import app, flags, logging  # noqa: E402
+from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -43,37 +43,30 @@ _MULTIHOST = flags.DEFINE_boolean(
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
-    from gan_jax.trainer import fail, flag_error
+    from gan_jax import cli
 
-    try:
-        return flags.FLAGS(argv)
-    except Exception as e:  # noqa: BLE001 - flag and config-file errors come in many types
-        fail(flag_error(e, argv))
+    return cli.parse_flags(argv)
 
 
 def main(argv: list[str]) -> None:
-    from gan_jax import distributed, trainer
+    from gan_jax import cli, distributed, trainer
     from gan_jax.errors import GanJaxError
 
-    if len(argv) > 1:
-        trainer.fail(f"unexpected arguments: {' '.join(argv[1:])} (flags start with --).")
-    # Library progress goes to the console; absl INFO (orbax's chatter) only with --verbosity=0.
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
-        trainer.quiet_library_logs()
+    cli.check_arguments(argv)
+    cli.quiet_library_logs()  # Library progress goes to the console, orbax's chatter not.
     try:
         config = _CONFIG.value
         config.get("seed")  # A config file that failed to load raises on first use.
     except Exception as e:  # noqa: BLE001
-        trainer.fail(trainer.flag_error(e, argv))
+        cli.fail(cli.flag_error(e, argv))
     try:
         distributed.initialize(
             _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value, cluster=_MULTIHOST.value
         )
         summary = trainer.train_and_evaluate(config, _WORKDIR.value)
     except GanJaxError as e:
-        trainer.fail(str(e))
-    sys.exit(trainer.main_exit_code(summary))
+        cli.fail(str(e))
+    sys.exit(cli.exit_code(summary))
 
 
 if __name__ == "__main__":

@@ -22,13 +22,18 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from gan_jax.api import read_metrics, restore_checkpoint, save_checkpoint
 from gan_jax.config import default_config
 from gan_jax.errors import GanJaxError
 from gan_jax.images import make_grid, save_png
 from gan_jax.losses import LOSSES, GANLoss, get_loss
 from gan_jax.models import Discriminator, Generator
-from gan_jax.runs import load_config, load_run
+from gan_jax.rundir import (
+    load_config,
+    load_run,
+    read_metrics,
+    restore_checkpoint,
+    save_checkpoint,
+)
 from gan_jax.state import GANSpec, TrainState, count_params, create_train_states
 from gan_jax.step import generate, generate_from_latent, sample_latent, train_step
 

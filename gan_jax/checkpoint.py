@@ -55,6 +55,7 @@ _TMP_MARK = ".orbax-checkpoint-tmp"
 def architecture(config: ml_collections.ConfigDict) -> dict[str, Any]:
     """What a checkpoint must agree with to be resumed: the fields that shape the state."""
     arch = {k: config[k] for k in ARCHITECTURE_FIELDS}
+    # The fields below came later: the config.json of an older run may lack them.
     if "arch" in config:
         arch["arch"] = config.arch
     if "conditional" in config:
@@ -130,7 +131,8 @@ class Checkpointer:
     `keep=None` keeps all. Pass `owner=True` from the one process tree that trains
     in `directory` (the trainer does): leftovers of interrupted saves are then
     removed on opening, and unusable checkpoints are moved aside on `restore`.
-    Readers (e.g. a notebook watching a run) leave both alone.
+    Readers (e.g. a notebook watching a run) leave both alone. As a context manager
+    it is closed on leaving the block.
     """
 
     def __init__(
@@ -351,6 +353,19 @@ class Checkpointer:
             listing,
             aside,
         )
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb):
+        """Closes; while another error is being raised, a failed save is logged, not raised."""
+        if exc is None:
+            self.close()
+            return
+        try:
+            self.close()
+        except CheckpointError as e:
+            logging.error("%s", e)
 
     def close(self) -> None:
         """Waits for a pending save (raising CheckpointError if it failed) and closes."""

@@ -1,4 +1,4 @@
-"""FID during training: periodic evaluation and the best-FID checkpoint.
+"""FID of a generator state: its images, its scores, and the evaluation during training.
 
 GAN quality often peaks before the end of training, so besides the newest
 checkpoints the trainer keeps the state with the lowest FID so far in
@@ -9,6 +9,11 @@ line: `step`, `fid`, `kid_mean`/`kid_std`, `precision`/`recall`/`density`/`cover
 `train_seconds` (training wall-clock so far, evaluations excluded) when the caller
 passes it. The generated images come from the same noise at every evaluation (the
 run's seed), so the scores of one run are comparable with each other.
+`python -m gan_jax.evaluate` scores a finished run with the same functions.
+
+The real images come from a function with the signature of
+`gan_jax.input_pipeline.iterate_images`, passed in by the caller, so that this
+module needs no TensorFlow until one is read.
 """
 
 from __future__ import annotations
@@ -17,18 +22,27 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 
-from gan_jax import checkpoint
+from gan_jax import checkpoint, rundir
 from gan_jax.errors import ConfigError
+from gan_jax.metrics import extractor as inception
+from gan_jax.metrics import preprocess, weights
+from gan_jax.metrics.scorer import score_images
 from gan_jax.state import TrainState
+from gan_jax.step import balanced_labels, generate_from_latent, sample_latent
 
-BEST_DIR = "checkpoints_best"
-HISTORY = os.path.join("eval", "history.jsonl")
+# `read_images(config, split=..., num_examples=...)`: batches of a split in [-1, 1].
+ReadImages = Callable[..., Iterable[np.ndarray]]
+
+_generate = jax.jit(generate_from_latent, static_argnames="use_ema")
+
 # Result entries logged to TensorBoard, under these names.
 TENSORBOARD_SCALARS = {
     "fid": "fid",
@@ -47,18 +61,14 @@ def tensorboard_scalars(result: dict[str, Any]) -> dict[str, float]:
 
 def weights_path(config: ml_collections.ConfigDict) -> str:
     """The Inception weights file evaluations read (`config.inception_weights` or the default)."""
-    from gan_jax.metrics import weights
-
-    return config.get("inception_weights") or weights.default_weights_path()
+    return config.inception_weights or weights.default_weights_path()
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError when periodic evaluation is on but cannot run (cheap checks only)."""
-    every = config.get("eval_every_steps", 0)
+    every = config.eval_every_steps
     if not every:
         return
-    from gan_jax.metrics import preprocess, weights
-
     k = config.steps_per_dispatch
     if every < 0 or every % k:
         raise ConfigError(
@@ -82,32 +92,85 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
 
 
-def read_best(workdir: str) -> dict[str, Any] | None:
-    """The metadata of the best-FID checkpoint in `workdir` (with `step` and `fid`), if any."""
-    directory = os.path.join(workdir, BEST_DIR)
-    if not os.path.isdir(directory):
-        return None
-    ckpt = checkpoint.Checkpointer(directory, keep=None)
-    try:
-        return ckpt.newest_meta()
-    finally:
-        ckpt.close()
+def generated_images(
+    g_state: TrainState, num: int, seed: int, batch_size: int = 250, ema: bool = True
+) -> Iterator[np.ndarray]:
+    """`num` generator images in [-1, 1], NHWC, in batches; the same seed gives the same images.
+
+    With `ema` the generator's moving-average parameters are used when the run has them.
+    A class-conditional generator makes every class equally often (labels cycle).
+    """
+    key = jax.random.key(seed)
+    classes = g_state.spec.num_classes
+    for i, start in enumerate(range(0, num, batch_size)):
+        z = sample_latent(jax.random.fold_in(key, i), batch_size, g_state.spec.latent_dim)
+        labels = balanced_labels(batch_size, classes, start) if classes else None
+        batch = _generate(g_state, z, use_ema=ema, labels=labels)
+        yield np.asarray(batch)[: num - start]
+
+
+def reference_meta(config: ml_collections.ConfigDict, split: str) -> dict[str, Any]:
+    """What identifies the real images: the dataset as the input pipeline delivers it."""
+    return {
+        "dataset": config.dataset,
+        "split": split,
+        "image_size": config.image_size,
+        "channels": config.channels,
+    }
+
+
+def score_generator(
+    g_state: TrainState,
+    config: ml_collections.ConfigDict,
+    read_images: ReadImages,
+    *,
+    num_samples: int = 10_000,
+    ref: str = "train",
+    num_ref: int | None = None,
+    seed: int = 0,
+    extractor: inception.InceptionExtractor | None = None,
+    kid_features: int = 10_000,
+    stats_dir: str | None = None,
+    ema: bool = True,
+) -> dict[str, Any]:
+    """Scores a generator state against split `ref` of `config`'s dataset (`metrics.score_images`).
+
+    `read_images` reads the real images (`gan_jax.input_pipeline.iterate_images`); it
+    is called only when the reference statistics are not cached in `stats_dir`
+    (default: `fid_stats/` beside the default weights).
+    """
+    result = score_images(
+        generated_images(g_state, num_samples, seed, ema=ema),
+        lambda: read_images(config, split=ref, num_examples=num_ref),
+        reference_meta(config, ref),
+        extractor=extractor or inception.InceptionExtractor(),
+        num_images=num_samples,
+        num_ref=num_ref,
+        kid_features=kid_features,
+        stats_dir=stats_dir or weights.default_stats_dir(),
+    )
+    result["ema"] = bool(ema and g_state.ema_params is not None)
+    return result
 
 
 class FidMonitor:
     """Scores the generator every `config.eval_every_steps` and keeps the best state.
 
-    The Inception network and the reference statistics are loaded on the first
-    evaluation and reused. In a multi-process run process 0 computes the score on
-    its own devices and shares it, so every process saves the same best checkpoint.
+    The Inception network is loaded on the first evaluation and reused, the
+    reference statistics are computed once and cached. In a multi-process run
+    process 0 computes the score on its own devices and shares it, so every process
+    saves the same best checkpoint.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str):
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str, read_images: ReadImages):
         self.config = config
         self.workdir = workdir
         self.every = config.eval_every_steps
+        self._read_images = read_images
         self._extractor = None
-        self._best = checkpoint.Checkpointer(os.path.join(workdir, BEST_DIR), keep=1, owner=True)
+        self._best = checkpoint.Checkpointer(
+            rundir.checkpoint_dir(workdir, best=True), keep=1, owner=True
+        )
         meta = self._best.newest_meta()
         self.best_fid = float(meta["fid"]) if meta and "fid" in meta else math.inf
         self.best_step = int(meta["step"]) if meta and "fid" in meta else None
@@ -116,27 +179,22 @@ class FidMonitor:
         return bool(self.every) and step % self.every == 0
 
     def _score(self, g_state: TrainState) -> dict[str, Any]:
-        from gan_jax.metrics import evaluate
-        from gan_jax.metrics.extractor import InceptionExtractor
-
         config = self.config
         if self._extractor is None:
-            self._extractor = InceptionExtractor(
+            self._extractor = inception.InceptionExtractor(
                 weights_path(config), resize_mode=config.eval_resize, devices=jax.local_devices()
             )
-        from gan_jax.metrics import weights
-
-        stats_dir = config.get("fid_stats_dir") or weights.default_stats_dir(weights_path(config))
-        return evaluate.evaluate_generator(
+        return score_generator(
             g_state,
             config,
+            self._read_images,
             num_samples=config.eval_num_samples,
             ref=config.split,
             num_ref=config.eval_num_ref or None,
             seed=config.seed,
             extractor=self._extractor,
             kid_features=min(config.eval_num_ref or 10_000, 10_000),
-            stats_dir=stats_dir,
+            stats_dir=config.fid_stats_dir or weights.default_stats_dir(weights_path(config)),
         )
 
     def evaluate(
@@ -153,15 +211,13 @@ class FidMonitor:
             result = self._score(g_state)
         fid = result.get("fid", math.nan)
         if jax.process_count() > 1:
-            from jax.experimental import multihost_utils
-
             fid = float(multihost_utils.broadcast_one_to_all(np.float64(fid)))
         result = {"step": step, **result, "fid": float(fid)}
         if train_seconds is not None:
             result["train_seconds"] = round(float(train_seconds), 1)
         result["eval_seconds"] = round(time.perf_counter() - t, 1)
         if jax.process_index() == 0:
-            path = os.path.join(self.workdir, HISTORY)
+            path = rundir.history_path(self.workdir)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "a") as f:
                 f.write(json.dumps(result) + "\n")

@@ -19,7 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-HISTORY = os.path.join("eval", "history.jsonl")  # Relative to a run directory.
+from gan_jax.rundir import HISTORY
+
 X_AXES = ("auto", "minutes", "step")
 
 

@@ -9,16 +9,14 @@ in every row), and walk row i shows class i % classes.
 
 from __future__ import annotations
 
-import sys
-
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
-from gan_jax import images
+from gan_jax import cli, images
 from gan_jax.errors import GanJaxError
-from gan_jax.runs import load_run
+from gan_jax.rundir import load_run
 from gan_jax.step import (
     balanced_labels,
     class_grid_latents,
@@ -81,21 +79,18 @@ def write_samples(
 
 
 def main(argv: list[str]) -> None:
-    del argv
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+    """Writes the grid (or walk) the flags describe (see `_define_flags`)."""
+    cli.check_arguments(argv)
+    cli.quiet_library_logs()
     f = flags.FLAGS
-    if f.workdir is None:
-        print("error: --workdir is required (the directory given to train.py).", file=sys.stderr)
-        sys.exit(2)
+    cli.require_workdir(f.workdir)
     try:
         write_samples(f.workdir, f.out, f.num, f.seed, f.interpolate, f.frames, f.step)
     except GanJaxError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+        cli.fail(str(e))
     print(f"wrote {f.out}")
 
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    app.run(main, flags_parser=cli.parse_flags)

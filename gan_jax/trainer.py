@@ -10,12 +10,11 @@ next step has been dispatched, so the device is never left idle for it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
-import logging as pylogging
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -24,36 +23,19 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import flags, logging
+from absl import logging
 
-from gan_jax import checkpoint, fid_monitor, images, models
+from gan_jax import checkpoint, fid_monitor, images, models, rundir
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
-from gan_jax.state import (
-    DTYPES,
-    TrainState,
-    create_train_states,
-    make_models,
-    make_spec,
-    num_classes,
-)
+from gan_jax.state import TrainState, create_train_states, make_models, make_spec, num_classes
 from gan_jax.step import class_grid_latents, generate_from_latent, sample_latent
+from gan_jax.train_log import TrainLogger, say
 
-# Exit code of a run stopped by SIGTERM/SIGINT after its final checkpoint
-# (sysexits' EX_TEMPFAIL: "try again later"); rerunning the command resumes it.
-EXIT_PREEMPTED = 75
 # What to do when a loss or parameter becomes NaN/inf (`config.on_nonfinite`).
 NONFINITE_POLICIES = ("halt", "rollback")
 # Rollbacks to the same checkpoint before the run halts after all.
 MAX_ROLLBACKS = 3
-
-
-def say(message: str, *args: Any) -> None:
-    """Prints a progress message on process 0 and logs it everywhere."""
-    text = message % args if args else message
-    logging.info("%s", text)
-    if jax.process_index() == 0:
-        print(text, flush=True)
 
 
 def rng_streams(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -72,11 +54,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(str(e)) from None
     if config.channels not in (1, 3):
         raise ConfigError(f"channels={config.channels} is not supported; use 1 or 3.")
-    if config.dtype not in DTYPES:
-        raise ConfigError(
-            f"dtype={config.dtype!r} is not supported; use one of {sorted(DTYPES)}, e.g. "
-            "--config.dtype=float32."
-        )
     k = config.steps_per_dispatch
     if k < 1:
         raise ConfigError(f"steps_per_dispatch={k} must be at least 1.")
@@ -101,33 +78,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "--config.keep_checkpoints=3."
         )
     fid_monitor.validate(config)
-    policy = nonfinite_policy(config)
-    if policy not in NONFINITE_POLICIES:
+    if config.on_nonfinite not in NONFINITE_POLICIES:
         raise ConfigError(
-            f"on_nonfinite={policy!r} is not one of {NONFINITE_POLICIES}; e.g. "
+            f"on_nonfinite={config.on_nonfinite!r} is not one of {NONFINITE_POLICIES}; e.g. "
             "--config.on_nonfinite=halt."
         )
-
-
-def nonfinite_policy(config: ml_collections.ConfigDict) -> str:
-    """`config.on_nonfinite`: "halt" (the default) or "rollback"."""
-    return config.get("on_nonfinite", "halt")
-
-
-def prepare_workdir(workdir: str) -> str:
-    """Creates `workdir` if needed and checks that it is writable."""
-    workdir = os.path.abspath(os.path.expanduser(workdir))
-    probe = os.path.join(workdir, f".write_test.{os.getpid()}")
-    try:
-        os.makedirs(workdir, exist_ok=True)
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        raise ConfigError(
-            f"workdir {workdir} is not writable ({e.strerror}); choose another --workdir."
-        ) from None
-    return workdir
 
 
 @jax.jit
@@ -164,72 +119,6 @@ class _StopRequest:
         self._previous.clear()
 
 
-class _Logger:
-    """Metrics to TensorBoard and the console (process 0 only)."""
-
-    def __init__(self, workdir: str, config: ml_collections.ConfigDict):
-        self.enabled = jax.process_index() == 0
-        self.total = config.num_train_steps
-        self.batch_size = config.batch_size
-        self._writer = None
-        self._tb_dir = os.path.join(workdir, "tensorboard")
-        self._last_time = time.perf_counter()
-        self._last_step: int | None = None
-
-    def _tb(self):
-        if self._writer is None:
-            from flax.metrics import tensorboard
-
-            self._writer = tensorboard.SummaryWriter(self._tb_dir)
-        return self._writer
-
-    def start(self, step: int) -> None:
-        self._last_time, self._last_step = time.perf_counter(), step
-
-    def scalars(self, step: int, metrics: dict[str, float]) -> dict[str, float]:
-        now = time.perf_counter()
-        steps = step - (self._last_step if self._last_step is not None else step)
-        metrics = dict(metrics)
-        if steps > 0:
-            metrics["images_per_sec"] = steps * self.batch_size / max(now - self._last_time, 1e-9)
-        self._last_time, self._last_step = now, step
-        if not self.enabled:
-            return metrics
-        writer = self._tb()
-        for name, value in metrics.items():
-            writer.scalar(name, value, step)
-        writer.flush()
-        self._console(step, metrics)
-        return metrics
-
-    def _console(self, step: int, m: dict[str, float]) -> None:
-        width = 20
-        done = int(width * step / max(self.total, 1))
-        bar = "#" * done + "." * (width - done)
-        speed = m.get("images_per_sec")
-        text = (
-            f"[{bar}] step {step}/{self.total} | d_loss {m['d_loss']:.4f} g_loss {m['g_loss']:.4f}"
-            f" D(x) {m['d_real']:.3f} D(G(z)) {m['d_fake']:.3f}"
-            + (f" | {speed:,.0f} img/s" if speed else "")
-        )
-        say("%s", text)
-
-    def eval_scalars(self, step: int, scalars: dict[str, float]) -> None:
-        if self.enabled:
-            for name, value in scalars.items():
-                self._tb().scalar(name, value, step)
-            self._tb().flush()
-
-    def image(self, step: int, grid: np.ndarray) -> None:
-        if self.enabled:
-            self._tb().image("samples", grid, step)
-            self._tb().flush()
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-
-
 SampleInputs = tuple[jax.Array, jax.Array | None, int | None]  # (z, labels, grid columns)
 
 
@@ -248,9 +137,10 @@ def _sample_grid(g_state: TrainState, inputs: SampleInputs) -> np.ndarray:
     return images.make_grid(np.asarray(pictures), ncols=ncols)
 
 
-def _meta(config: ml_collections.ConfigDict, examples_per_process: int) -> dict[str, Any]:
+def _meta(config: ml_collections.ConfigDict, at: _Position) -> dict[str, Any]:
     return {
-        "examples_per_process": examples_per_process,
+        "examples_per_process": at.examples,
+        "train_seconds": round(at.train_seconds, 3),
         "process_count": jax.process_count(),
         "batch_size": config.batch_size,
         "architecture": checkpoint.architecture(config),
@@ -285,42 +175,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     validate_config(config)
     parallel = Parallel(config)
-    workdir = prepare_workdir(workdir)
-
-    ckpt = checkpoint.Checkpointer(
-        os.path.join(workdir, "checkpoints"), keep=config.keep_checkpoints, owner=True
-    )
-    try:
-        step, examples = 0, 0
-
-        def compatible(meta: dict[str, Any]) -> None:
-            checkpoint.check_compatible(meta, config, workdir)
-
-        newest = ckpt.newest_meta()
-        if newest is not None:
-            compatible(newest)  # Before anything is compiled.
-        init_key, train_key, sample_key = rng_streams(config.seed)
-        g_state, d_state = create_train_states(config, init_key)
-        if ckpt.all_steps():
-            g_state, d_state, train_key, meta = ckpt.restore(
-                g_state, d_state, train_key, check=compatible
+    workdir = rundir.prepare_workdir(workdir)
+    init_key, train_key, sample_key = rng_streams(config.seed)
+    # Whatever happens, the checkpointer finishes (or abandons) a pending save on closing,
+    # without hiding an error being raised; the logger and the monitor close first.
+    with contextlib.ExitStack() as closing:
+        ckpt = closing.enter_context(
+            checkpoint.Checkpointer(
+                rundir.checkpoint_dir(workdir), keep=config.keep_checkpoints, owner=True
             )
-            step = int(d_state.step)  # Training steps (G's count lags when n_dis > 1).
-            examples = step * parallel.local_batch
-            if meta.get("process_count", 1) != jax.process_count():
-                logging.warning(
-                    "The checkpoint was written by %s processes, this run has %d: the data "
-                    "order after resuming differs from an uninterrupted run.",
-                    meta.get("process_count"),
-                    jax.process_count(),
-                )
-            else:
-                examples = int(meta.get("examples_per_process", examples))
-            say("Resumed from the checkpoint of step %d in %s.", step, ckpt.directory)
-        if step >= config.num_train_steps:
-            say("Nothing to do: the run in %s already reached step %d.", workdir, step)
-            ckpt.close()
-            return {"status": "already_finished", "step": step, "metrics": {}}
+        )
+        start = _resume(config, workdir, ckpt, parallel, init_key, train_key)
+        if start.step >= config.num_train_steps:
+            say("Nothing to do: the run in %s already reached step %d.", workdir, start.step)
+            return {"status": "already_finished", "step": start.step, "metrics": {}}
 
         from gan_jax import input_pipeline  # TensorFlow loads only once it is needed.
 
@@ -334,30 +202,70 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             config.batch_size,
         )
         if jax.process_index() == 0:
-            with open(os.path.join(workdir, "config.json"), "w") as f:
-                f.write(config.to_json_best_effort(indent=2))
+            rundir.save_config(workdir, config)
         batches = input_pipeline.create_input_iter(
-            config, process_batch_size=parallel.local_batch, start_example=examples
+            config, process_batch_size=parallel.local_batch, start_example=start.examples
         )
         samples = sample_inputs(config, sample_key)
-        logger = _Logger(workdir, config)
-        monitor = fid_monitor.FidMonitor(config, workdir) if config.eval_every_steps else None
-        try:
-            loop = _Loop(config, workdir, parallel, ckpt, logger, batches, samples, monitor)
-            summary = loop.run(g_state, d_state, train_key, step, examples)
-        finally:
-            logger.close()
-            if monitor is not None:
-                monitor.close()
-    except BaseException:
-        # Finish or abandon a pending save without hiding the error being raised.
-        try:
-            ckpt.close()
-        except checkpoint.CheckpointError as e:
-            logging.error("%s", e)
-        raise
-    ckpt.close()
-    return summary
+        logger = closing.enter_context(contextlib.closing(TrainLogger(workdir, config)))
+        monitor = None
+        if config.eval_every_steps:
+            monitor = fid_monitor.FidMonitor(config, workdir, input_pipeline.iterate_images)
+            closing.enter_context(contextlib.closing(monitor))
+        loop = _Loop(config, workdir, parallel, ckpt, logger, batches, samples, monitor)
+        return loop.run(start)
+
+
+@dataclasses.dataclass
+class _Position:
+    """Where a run is: both states (on the devices while training), the training key,
+    the step, and the examples this process has read."""
+
+    g_state: Any
+    d_state: Any
+    train_key: jax.Array
+    step: int = 0
+    examples: int = 0
+    # Training wall-clock so far, evaluations excluded (in the checkpoint's metadata, so
+    # that FID-against-time curves continue across a resume).
+    train_seconds: float = 0.0
+
+
+def _resume(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    ckpt: checkpoint.Checkpointer,
+    parallel: Parallel,
+    init_key: jax.Array,
+    train_key: jax.Array,
+) -> _Position:
+    """The newest usable checkpoint in `ckpt`, or fresh states when there is none."""
+
+    def compatible(meta: dict[str, Any]) -> None:
+        checkpoint.check_compatible(meta, config, workdir)
+
+    newest = ckpt.newest_meta()
+    if newest is not None:
+        compatible(newest)  # Before anything is compiled.
+    g_state, d_state = create_train_states(config, init_key)
+    if not ckpt.all_steps():
+        return _Position(g_state, d_state, train_key)
+    g_state, d_state, train_key, meta = ckpt.restore(g_state, d_state, train_key, check=compatible)
+    step = int(d_state.step)  # Training steps (G's count lags when n_dis > 1).
+    examples = step * parallel.local_batch
+    if meta.get("process_count", 1) != jax.process_count():
+        logging.warning(
+            "The checkpoint was written by %s processes, this run has %d: the data "
+            "order after resuming differs from an uninterrupted run.",
+            meta.get("process_count"),
+            jax.process_count(),
+        )
+    else:
+        examples = int(meta.get("examples_per_process", examples))
+    say("Resumed from the checkpoint of step %d in %s.", step, ckpt.directory)
+    # Checkpoints written before the training clock was recorded start it at zero.
+    train_seconds = float(meta.get("train_seconds", 0.0))
+    return _Position(g_state, d_state, train_key, step, examples, train_seconds)
 
 
 class _NonFinite(Exception):
@@ -368,8 +276,17 @@ class _NonFinite(Exception):
         self.step = step
 
 
+def _every(step: int, interval: int) -> bool:
+    """Whether something done every `interval` steps (0: never) is due at `step`."""
+    return interval > 0 and step % interval == 0
+
+
 class _Loop:
-    """The training loop and what it does between steps: logs, samples, saves."""
+    """The training loop and what it does between steps: logs, samples, saves, evaluates.
+
+    `run` schedules; `_dispatch` runs the steps; `flush` logs (and finds NaN/inf);
+    `save`, `evaluate` and `_samples` are the periodic work; `_recover` handles NaN/inf.
+    """
 
     def __init__(
         self,
@@ -377,7 +294,7 @@ class _Loop:
         workdir: str,
         parallel: Parallel,
         ckpt: checkpoint.Checkpointer,
-        logger: _Logger,
+        logger: TrainLogger,
         batches: Iterator[Any],
         samples: SampleInputs,
         monitor: fid_monitor.FidMonitor | None = None,
@@ -394,11 +311,72 @@ class _Loop:
         self.last_metrics: dict[str, float] = {}
         self.last_saved: int | None = None
         self.rollbacks: dict[int, int] = {}  # checkpoint step -> rollbacks to it
+        self.clock = time.perf_counter()  # Where the training clock last stood.
 
-    def _kept(self) -> str:
-        if self.last_saved is None:
-            return "no checkpoint was written yet"
-        return f"the last good checkpoint (step {self.last_saved}) is kept in {self.ckpt.directory}"
+    def run(self, at: _Position) -> dict[str, Any]:
+        """Trains from `at` to `config.num_train_steps`, or until SIGTERM/SIGINT."""
+        train_fn = self.parallel.compile()
+        at.g_state, at.d_state = self.parallel.put_states(at.g_state, at.d_state)
+        auto = self.parallel.mode == "auto"
+        key = self.parallel.put_states(at.train_key) if auto else at.train_key
+        if self.ckpt.latest_step() == at.step:
+            self.last_saved = at.step
+        self.clock = time.perf_counter()
+        with _StopRequest() as stop:
+            while True:
+                try:
+                    stopped = self._train(at, train_fn, key, stop)
+                    break
+                except _NonFinite as bad:
+                    self._recover(bad, at)
+            self.ckpt.wait()
+        if stopped:
+            say("Stopped at step %d after saving; rerun the same command to resume.", at.step)
+            return {"status": "preempted", "step": at.step, "metrics": self.last_metrics}
+        say("Finished at step %d; checkpoints in %s.", at.step, self.ckpt.directory)
+        return {"status": "finished", "step": at.step, "metrics": self.last_metrics}
+
+    def _train(self, at: _Position, train_fn, key: jax.Array, stop: _StopRequest) -> bool:
+        """Runs the steps to the end (returns False) or to a stop request (True, after saving)."""
+        log_due = False
+        self.logger.start(at.step)
+        while at.step < self.config.num_train_steps:
+            self._dispatch(at, train_fn, key)
+            if log_due:  # The previous interval's metrics, read after this dispatch.
+                self.flush(keep_newest=True)
+            log_due = _every(at.step, self.config.log_every_steps)
+            self._periodic(at)
+            if stop.signal is not None:
+                self.save(at)
+                return True
+        self.flush(keep_newest=False)
+        return False
+
+    def _dispatch(self, at: _Position, train_fn, key: jax.Array) -> None:
+        """Sends the next `steps_per_dispatch` steps to the devices."""
+        k = self.config.steps_per_dispatch
+        local = stack_batches([next(self.batches) for _ in range(k)])
+        at.g_state, at.d_state, metrics = train_fn(
+            at.g_state, at.d_state, self.parallel.put_batch(local), key
+        )
+        self.pending.append((at.step, metrics))
+        if len(self.pending) > 1:
+            # At most two dispatches in flight: the device stays busy with this one while
+            # the host waits for the previous, so a stop request is acted on within a step
+            # or two, not a log interval.
+            jax.block_until_ready(self.pending[-2][1])
+        at.step += k
+        at.examples += k * self.parallel.local_batch
+
+    def _periodic(self, at: _Position) -> None:
+        """The samples, checkpoint and evaluation due after the step `at.step`."""
+        config = self.config
+        if _every(at.step, config.sample_every_steps):
+            self._samples(at.step, at.g_state)
+        if _every(at.step, config.checkpoint_every_steps) or at.step == config.num_train_steps:
+            self.save(at)
+        if self.monitor is not None and self.monitor.due(at.step):
+            self.evaluate(at)
 
     def flush(self, keep_newest: bool) -> None:
         """Reads pending metrics, checks that they are finite, and logs their mean."""
@@ -422,30 +400,37 @@ class _Loop:
         means = {n: float(np.mean(v)) for n, v in rows.items()}
         self.last_metrics = self.logger.scalars(ready[-1][0] + k, means)
 
-    def save(self, step: int, g_state, d_state, train_key, examples: int) -> None:
+    def _tick(self, at: _Position) -> None:
+        """Adds the time since the last tick to the run's training clock."""
+        now = time.perf_counter()
+        at.train_seconds += now - self.clock
+        self.clock = now
+
+    def save(self, at: _Position) -> None:
         """Checks the metrics and parameters, then saves; never saves NaN/inf."""
         self.flush(keep_newest=False)
-        g, d = self.parallel.get_states(g_state, d_state)
+        self._tick(at)
+        g, d = self.parallel.get_states(at.g_state, at.d_state)
         if not bool(_all_finite((g, d))):
-            raise _NonFinite(f"the parameters became NaN/inf by step {step}", step)
-        self.ckpt.save(step, g, d, train_key, _meta(self.config, examples))
-        self.last_saved = step
+            raise _NonFinite(f"the parameters became NaN/inf by step {at.step}", at.step)
+        self.ckpt.save(at.step, g, d, at.train_key, _meta(self.config, at))
+        self.last_saved = at.step
 
-    def evaluate(self, step: int, g_state, d_state, train_key, examples: int) -> None:
+    def evaluate(self, at: _Position) -> None:
         """Scores the generator, logs fid/kid, and saves the state if its FID is the best."""
         self.flush(keep_newest=False)
-        g, d = self.parallel.get_states(g_state, d_state)
-        result = self.monitor.evaluate(step, g)
+        self._tick(at)
+        step = at.step
+        g, d = self.parallel.get_states(at.g_state, at.d_state)
+        result = self.monitor.evaluate(step, g, train_seconds=at.train_seconds)
         fid = result["fid"]
         if not math.isfinite(fid):
             logging.warning("FID %s at step %d; the best checkpoint is unchanged.", fid, step)
         best = self.monitor.is_best(fid)
         if best:
-            self.monitor.save_best(step, g, d, train_key, _meta(self.config, examples), fid)
-        scalars = {"fid": fid}
-        if "kid_mean" in result:
-            scalars["kid"] = result["kid_mean"]
-        self.logger.eval_scalars(step, scalars)
+            meta = _meta(self.config, at)
+            self.monitor.save_best(step, g, d, at.train_key, meta, fid)
+        self.logger.eval_scalars(step, fid_monitor.tensorboard_scalars(result))
         say(
             "step %d | FID %.2f%s (%d images, %.0f s)",
             step,
@@ -456,10 +441,33 @@ class _Loop:
             result.get("num_images", 0),
             result["eval_seconds"],
         )
-        self.logger.start(step)  # The evaluation's time is not training speed.
+        self.logger.start(step)  # The evaluation's time is not training speed,
+        self.clock = time.perf_counter()  # nor training time.
 
-    def rollback(self, bad: _NonFinite, g_state, d_state, train_key, examples: int):
-        """Restores the last checkpoint; the batches read since are skipped."""
+    def _samples(self, step: int, g_state: TrainState) -> None:
+        grid = _sample_grid(self.parallel.get_states(g_state), self.samples)
+        if jax.process_index() == 0:
+            folder = os.path.join(self.workdir, rundir.SAMPLES)
+            images.save_png(os.path.join(folder, f"step_{step:08d}.png"), grid)
+            images.save_png(os.path.join(folder, "latest.png"), grid)
+            self.logger.image(step, grid)
+
+    def _recover(self, bad: _NonFinite, at: _Position) -> None:
+        """After NaN/inf: halts with an error, or rolls back (`config.on_nonfinite`)."""
+        if self.config.on_nonfinite == "halt":
+            raise NonFiniteError(
+                f"{bad}; {self._kept()}. Lower the learning rates or change the "
+                "loss (or set --config.on_nonfinite=rollback), then rerun to resume."
+            ) from None
+        self.rollback(bad, at)
+
+    def _kept(self) -> str:
+        if self.last_saved is None:
+            return "no checkpoint was written yet"
+        return f"the last good checkpoint (step {self.last_saved}) is kept in {self.ckpt.directory}"
+
+    def rollback(self, bad: _NonFinite, at: _Position) -> None:
+        """Restores the last checkpoint into `at`; the batches read since are skipped."""
         self.pending = []
         self.ckpt.wait()
         to = self.last_saved
@@ -472,8 +480,8 @@ class _Loop:
                 f"(kept in {self.ckpt.directory}). Lower the learning rates or change the "
                 "loss, then rerun to resume."
             ) from None
-        g, d = self.parallel.get_states(g_state, d_state)
-        g, d, train_key, _ = self.ckpt.restore(g, d, train_key, step=to)
+        g, d = self.parallel.get_states(at.g_state, at.d_state)
+        g, d, at.train_key, _ = self.ckpt.restore(g, d, at.train_key, step=to)
         logging.warning(
             "%s; rolled back to the checkpoint of step %d (rollback %d of at most %d to it), "
             "skipping the batches read since (example %d of this process onwards).",
@@ -481,134 +489,8 @@ class _Loop:
             to,
             self.rollbacks[to],
             MAX_ROLLBACKS,
-            examples,
+            at.examples,
         )
         say("Rolled back to step %d after %s.", to, bad)
-        g_state, d_state = self.parallel.put_states(g, d)
-        return g_state, d_state, train_key, to
-
-    def run(self, g_state, d_state, train_key, step: int, examples: int) -> dict[str, Any]:
-        config, parallel = self.config, self.parallel
-        k = config.steps_per_dispatch
-        per_dispatch = k * parallel.local_batch
-        train_fn = parallel.compile()
-        g_state, d_state = parallel.put_states(g_state, d_state)
-        key = parallel.put_states(train_key) if parallel.mode == "auto" else train_key
-        if self.ckpt.latest_step() == step:
-            self.last_saved = step
-        policy = nonfinite_policy(config)
-        with _StopRequest() as stop:
-            while True:
-                log_due = False
-                self.logger.start(step)
-                try:
-                    while step < config.num_train_steps:
-                        local = stack_batches([next(self.batches) for _ in range(k)])
-                        g_state, d_state, metrics = train_fn(
-                            g_state, d_state, parallel.put_batch(local), key
-                        )
-                        self.pending.append((step, metrics))
-                        if len(self.pending) > 1:
-                            # At most two dispatches in flight: the device stays busy with
-                            # this one while the host waits for the previous, so a stop
-                            # request is acted on within a step or two, not a log interval.
-                            jax.block_until_ready(self.pending[-2][1])
-                        step += k
-                        examples += per_dispatch
-                        if log_due:  # The previous interval's metrics, read after this dispatch.
-                            self.flush(keep_newest=True)
-                            log_due = False
-                        if step % config.log_every_steps == 0:
-                            log_due = True
-                        if config.sample_every_steps and step % config.sample_every_steps == 0:
-                            self._samples(step, g_state)
-                        if step % config.checkpoint_every_steps == 0 or (
-                            step == config.num_train_steps
-                        ):
-                            self.save(step, g_state, d_state, train_key, examples)
-                        if self.monitor is not None and self.monitor.due(step):
-                            self.evaluate(step, g_state, d_state, train_key, examples)
-                        if stop.signal is not None:
-                            self.save(step, g_state, d_state, train_key, examples)
-                            self.ckpt.wait()
-                            say(
-                                "Stopped at step %d after saving; rerun the same command to "
-                                "resume.",
-                                step,
-                            )
-                            return {
-                                "status": "preempted",
-                                "step": step,
-                                "metrics": self.last_metrics,
-                            }
-                    self.flush(keep_newest=False)
-                    break
-                except _NonFinite as bad:
-                    if policy == "halt":
-                        raise NonFiniteError(
-                            f"{bad}; {self._kept()}. Lower the learning rates or change the "
-                            "loss (or set --config.on_nonfinite=rollback), then rerun to resume."
-                        ) from None
-                    g_state, d_state, train_key, step = self.rollback(
-                        bad, g_state, d_state, train_key, examples
-                    )
-            self.ckpt.wait()
-        say("Finished at step %d; checkpoints in %s.", step, self.ckpt.directory)
-        return {"status": "finished", "step": step, "metrics": self.last_metrics}
-
-    def _samples(self, step: int, g_state: TrainState) -> None:
-        grid = _sample_grid(self.parallel.get_states(g_state), self.samples)
-        if jax.process_index() == 0:
-            images.save_png(os.path.join(self.workdir, "samples", f"step_{step:08d}.png"), grid)
-            images.save_png(os.path.join(self.workdir, "samples", "latest.png"), grid)
-            self.logger.image(step, grid)
-
-
-def main_exit_code(summary: dict[str, Any]) -> int:
-    """The process exit code for a `train_and_evaluate` summary."""
-    return EXIT_PREEMPTED if summary["status"] == "preempted" else 0
-
-
-def flag_error(e: BaseException, argv: list[str]) -> str:
-    """One line for an error from parsing the command line (absl flags, ml_collections)."""
-    text = str(e).strip()
-    if isinstance(e, (AttributeError, KeyError)):
-        field = text.strip("\"'")
-        given = [a for a in argv if a.startswith("--config.") and field in a.split("=")[0]]
-        where = f"in {given[0]} " if given else ""
-        return f"unknown config field {field!r} {where}(see configs/default.py for the fields)."
-    if "is not supported for overriding" in text:
-        field = text.split(" of field ")[-1].split(" is not")[0]
-        return (
-            f"{field} cannot be set on the command line (its default is None, which has no "
-            "type to parse into); set it in a config file instead."
-        )
-    if isinstance(e, OSError):
-        lines = [line.strip() for line in text.splitlines() if line.strip()]
-        return f"could not load the config file: {lines[-1] if lines else e}"
-    lines = text.splitlines()
-    first = lines[0] if lines else type(e).__name__
-    return first if isinstance(e, flags.Error) else f"{type(e).__name__}: {first}"
-
-
-class _LibraryNoise(pylogging.Filter):
-    """Drops orbax's records (the trainer reports checkpoint problems itself) and tfds's
-    warnings (notes on dataset preparation), keeping tfds's errors."""
-
-    def filter(self, record: pylogging.LogRecord) -> bool:
-        if f"{os.sep}orbax{os.sep}" in record.pathname:
-            return record.levelno >= pylogging.CRITICAL
-        if f"{os.sep}tensorflow_datasets{os.sep}" in record.pathname:
-            return record.levelno >= pylogging.ERROR
-        return True
-
-
-def quiet_library_logs() -> None:
-    """Keeps the console to the trainer's own messages (for the command line)."""
-    pylogging.getLogger("absl").addFilter(_LibraryNoise())
-
-
-def fail(message: str) -> None:
-    """Prints a one-line error for the user and exits with status 2."""
-    print(f"error: {message}", file=sys.stderr, flush=True)
-    sys.exit(2)
+        at.g_state, at.d_state = self.parallel.put_states(g, d)
+        at.step = to

@@ -24,7 +24,8 @@ import pytest
 from PIL import Image
 
 from gan_jax import default_config
-from gan_jax.trainer import EXIT_PREEMPTED, train_and_evaluate
+from gan_jax.cli import EXIT_PREEMPTED
+from gan_jax.trainer import train_and_evaluate
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN_PY = os.path.join(REPO, "train.py")

@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from gan_jax import fid_monitor, trainer
+from gan_jax import rundir, trainer
 from gan_jax.errors import ConfigError
 from gan_jax.metrics.extractor import Activations
 
@@ -60,12 +60,12 @@ def eval_config(tiny_config, tmp_path, created):
 
 
 def _history(workdir):
-    with open(os.path.join(workdir, fid_monitor.HISTORY)) as f:
+    with open(os.path.join(workdir, rundir.HISTORY)) as f:
         return [json.loads(line) for line in f]
 
 
 def test_fid_is_logged_and_the_best_state_is_kept_across_a_resume(eval_config, created, tmp_path):
-    from gan_jax.runs import load_run
+    from gan_jax.rundir import load_run
 
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(eval_config, workdir)
@@ -81,15 +81,18 @@ def test_fid_is_logged_and_the_best_state_is_kept_across_a_resume(eval_config, c
     trainer.train_and_evaluate(eval_config, workdir)  # resumes at step 6
     history = _history(workdir)
     assert [h["step"] for h in history] == [2, 4, 6, 8, 10]
+    # The training clock goes on from the checkpoint's value after the resume.
+    seconds = [h["train_seconds"] for h in history]
+    assert seconds == sorted(seconds) and seconds[0] > 0 and len(set(seconds)) == 5
     best = min(history, key=lambda h: h["fid"])
-    meta = fid_monitor.read_best(workdir)
+    meta = rundir.read_best(workdir)
     assert meta["step"] == best["step"] and meta["fid"] == pytest.approx(best["fid"])
-    assert os.listdir(os.path.join(workdir, fid_monitor.BEST_DIR)) == [str(best["step"])]
+    assert os.listdir(os.path.join(workdir, rundir.BEST_CHECKPOINTS)) == [str(best["step"])]
 
     run = load_run(workdir, best=True)
     assert run.step == best["step"]
     # The stored state is the one that was scored: scoring it again gives the same FID.
-    from gan_jax.metrics import evaluate
+    from gan_jax import evaluate
 
     again = evaluate.evaluate_generator(
         run.g_state,
@@ -109,7 +112,7 @@ def test_records_carry_train_seconds_and_plot(tiny_config, tmp_path, monkeypatch
 
     pytest.importorskip("matplotlib")
     workdir = str(tmp_path / "run")
-    monitor = fid_monitor.FidMonitor(tiny_config, workdir)
+    monitor = fid_monitor.FidMonitor(tiny_config, workdir, read_images=None)
     scores = iter([{"fid": 30.0, "precision": 0.5, "recall": 0.25}, {"fid": 20.0}])
     monkeypatch.setattr(monitor, "_score", lambda g_state: next(scores))
     try:
@@ -150,7 +153,7 @@ def test_bad_evaluation_settings_are_refused(eval_config, field, value, message,
 
 def test_best_requires_a_run_that_evaluated(tiny_config, tmp_path):
     from gan_jax.errors import CheckpointError
-    from gan_jax.runs import load_run
+    from gan_jax.rundir import load_run
 
     workdir = str(tmp_path / "run")
     tiny_config.num_train_steps = 2

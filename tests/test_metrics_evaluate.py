@@ -1,4 +1,5 @@
-"""`python -m gan_jax.metrics.evaluate` and its functions (weights converted with torch)."""
+"""`python -m gan_jax.evaluate` (and its deprecated name `python -m gan_jax.metrics.evaluate`)
+and its functions (weights converted with torch)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from gan_jax.metrics import convert, evaluate
+from gan_jax import evaluate
+from gan_jax.metrics import convert
 
 
 @pytest.fixture(scope="module")
@@ -70,29 +72,43 @@ def test_evaluate_a_trained_run_from_its_workdir(tiny_config, tmp_path, weights_
     assert math.isfinite(result["fid"]) and "kid_mean" not in result
 
 
-def test_generated_batches_are_reproducible_and_sized(tiny_config):
+def test_generated_images_are_reproducible_and_sized(tiny_config):
     import jax
 
     from gan_jax.state import create_train_states
 
     g_state, _ = create_train_states(tiny_config, jax.random.key(0))
-    a = list(evaluate.generated_batches(g_state, 7, seed=3, batch_size=4))
-    b = list(evaluate.generated_batches(g_state, 7, seed=3, batch_size=4))
+    a = list(evaluate.generated_images(g_state, 7, seed=3, batch_size=4))
+    b = list(evaluate.generated_images(g_state, 7, seed=3, batch_size=4))
     assert [x.shape for x in a] == [(4, 16, 16, 1), (3, 16, 16, 1)]
     np.testing.assert_array_equal(np.concatenate(a), np.concatenate(b))
-    c = np.concatenate(list(evaluate.generated_batches(g_state, 7, seed=4, batch_size=4)))
+    c = np.concatenate(list(evaluate.generated_images(g_state, 7, seed=4, batch_size=4)))
     assert not np.allclose(c, np.concatenate(a))
     assert np.abs(c).max() <= 1.0
 
 
-def test_cli_without_workdir_says_what_is_missing():
+@pytest.mark.parametrize("module", ["gan_jax.evaluate", "gan_jax.metrics.evaluate"])
+def test_cli_without_workdir_says_what_is_missing(module):
     proc = subprocess.run(
-        [sys.executable, "-m", "gan_jax.metrics.evaluate"],
+        [sys.executable, "-m", module],
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert proc.returncode == 2 and "--workdir is required" in proc.stderr
+    assert proc.returncode == 2 and "error: --workdir is required" in proc.stderr
+    deprecated = "is deprecated" in proc.stderr and "python -m gan_jax.evaluate" in proc.stderr
+    assert deprecated == (module == "gan_jax.metrics.evaluate"), proc.stderr[-2000:]
+
+
+def test_names_that_moved_out_of_the_metrics_package_say_where_to():
+    import gan_jax.metrics.evaluate as old
+
+    assert old.stats_path is evaluate.stats_path
+    for name in ("evaluate_run", "evaluate_generator", "generated_batches", "main"):
+        with pytest.raises(ImportError, match=rf"{name} moved to gan_jax\.evaluate\."):
+            getattr(old, name)
+    with pytest.raises(ImportError, match="moved to gan_jax.evaluate.evaluate_run"):
+        exec("from gan_jax.metrics.evaluate import evaluate_run", {})
 
 
 def test_importing_the_command_line_modules_defines_no_flags():

@@ -394,3 +394,9 @@ def test_checkpointer_keeps_the_newest_and_does_not_overwrite(states, tmp_path):
     assert ckpt.all_steps() == [2, 3]
     assert ckpt.read_meta(3)["tag"] == 3
     assert ckpt.read_meta(3)["checksum"] == checkpoint.checksum(checkpoint.state_tree(g, d, rng))
+
+
+def test_checkpoint_every_steps_zero_saves_only_at_the_end(tmp_path):
+    workdir = str(tmp_path / "run")
+    summary = train_and_evaluate(tiny(4, checkpoint_every_steps=0), workdir)
+    assert summary["status"] == "finished" and steps_on_disk(workdir) == [4]

@@ -5,6 +5,12 @@
     extractor = metrics.InceptionExtractor()             # converted weights, "tf1" resize
     ref = metrics.reference_stats(real_batches, "ref.npz", {"dataset": "cifar10"}, extractor)
     result = metrics.evaluate_images(fake_batches, ref, extractor, num_images=10_000)
+    # or both in one call, the reference statistics cached in `stats_dir`:
+    result = metrics.score_images(fake_batches, real_batches, {"dataset": "cifar10", ...},
+                                  extractor=extractor, stats_dir="fid_stats")
+
+The package takes image batches and imports nothing else of gan_jax (but its errors):
+`python -m gan_jax.evaluate` builds the batches from a run and its dataset.
 
 Weights: `python -m gan_jax.metrics.convert` once (see docs/evaluation.md).
 """
@@ -13,6 +19,7 @@ from gan_jax.metrics.extractor import Activations, InceptionExtractor
 from gan_jax.metrics.inception import FEATURE_DIM, NUM_CLASSES, InceptionV3
 from gan_jax.metrics.manifold import density_coverage, prdc, precision_recall
 from gan_jax.metrics.preprocess import RESIZE_MODES, resize_bilinear, to_inception_input
+from gan_jax.metrics.scorer import score_images, stats_path
 from gan_jax.metrics.scores import (
     fid_from_features,
     frechet_distance,
@@ -51,6 +58,8 @@ __all__ = [
     "precision_recall",
     "reference_stats",
     "resize_bilinear",
+    "score_images",
     "stats_from_activations",
+    "stats_path",
     "to_inception_input",
 ]
