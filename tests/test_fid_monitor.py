@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from gan_jax import rundir, trainer
+from gan_jax import fid_monitor, rundir, trainer
 from gan_jax.errors import ConfigError
 from gan_jax.metrics.extractor import Activations
 
