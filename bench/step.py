@@ -86,7 +86,7 @@ class JaxRunner:
         import jax.numpy as jnp
 
         import gan_jax
-        from gan_jax import models, parallel
+        from gan_jax import conv, parallel
 
         self.jax = jax
         spec, _, preset = spec.partition("@")
@@ -113,7 +113,7 @@ class JaxRunner:
         self.images = jax.device_put(images, self.par.batch_sharding)
         self.fn = self.par.compile()
         self.device = jax.devices()[0].device_kind
-        self.note = f"conv_impl={models.resolve_conv_impl(self.impl)}" + (
+        self.note = f"conv_impl={conv.resolve_conv_impl(self.impl)}" + (
             "+subpixel" if self.subpixel else ""
         )
         if self.k > 1:

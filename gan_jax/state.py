@@ -20,6 +20,7 @@ from flax import struct
 from flax.training import train_state
 
 from gan_jax import augment, models, sngan
+from gan_jax.layers import num_stages
 from gan_jax.losses import get_loss
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -89,7 +90,11 @@ def num_classes(config: ml_collections.ConfigDict) -> int:
 
 
 def make_models(config: ml_collections.ConfigDict) -> tuple[nn.Module, nn.Module]:
-    """The generator and discriminator described by `config` (`config.arch`, default "dcgan")."""
+    """The generator and discriminator described by `config` (`config.arch`, default "dcgan").
+
+    Raises ValueError for settings no architecture supports (image size, dtype, arch).
+    """
+    num_stages(config.image_size)  # A clear error before any tracing.
     if config.dtype not in DTYPES:
         raise ValueError(
             f"unknown dtype {config.dtype!r}; use one of {sorted(DTYPES)} (--config.dtype=float32)."
@@ -159,7 +164,6 @@ def create_train_states(
       >>> int(g_state.step), g_state.model.image_size
       (0, 32)
     """
-    models.num_stages(config.image_size)
     generator, discriminator = make_models(config)
     spec = make_spec(config)
     g_rng, d_rng = jax.random.split(rng)

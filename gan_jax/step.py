@@ -9,12 +9,16 @@ global batch, so the result does not depend on the device count).
 
 A batch is an image array, or for a class-conditional model
 (`GANSpec.num_classes > 0`) a dict `{"image": images, "label": labels}`.
+
+`train_step` composes `draw` (the step's random draws), `generator_forward`
+(G's one forward pass), `discriminator_update` and `generator_turn` (which runs
+`generator_update` every `n_dis`-th step); the game's settings are `d_state.spec`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +28,7 @@ from gan_jax.augment import diff_augment
 from gan_jax.batch_rng import per_example
 from gan_jax.losses import get_loss
 from gan_jax.regularizers import gradient_penalty, r1_penalty
-from gan_jax.state import TrainState
+from gan_jax.state import GANSpec, TrainState
 
 Metrics = dict[str, jax.Array]
 
@@ -103,12 +107,166 @@ def split_batch(batch: Any, num_classes: int) -> tuple[jax.Array, jax.Array | No
     return images, labels.astype(jnp.int32)
 
 
-def _with_axis(state: TrainState, axis_name: str | None) -> Any:
-    return state.model if axis_name is None else state.model.clone(axis_name=axis_name)
+class Draws(NamedTuple):
+    """The random draws of one step, the same however the batch is split over devices."""
+
+    z: jax.Array  # the generator's noise (N, latent_dim)
+    fake_labels: jax.Array | None  # the fake images' classes (N,) of a conditional model
+    aug_key: jax.Array  # DiffAugment of D's inputs
+    gp_key: jax.Array  # the gradient penalty's interpolation weights
 
 
-def _pmean(tree: Any, axis_name: str | None) -> Any:
-    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+class GeneratorPass(NamedTuple):
+    """The generator's one forward pass of a step, shared by both updates."""
+
+    fakes: jax.Array  # G(z), (N, H, W, C)
+    vjp: Callable[[jax.Array], tuple[Any]]  # d loss / d fakes -> d loss / d G's params
+    batch_stats: Any  # G's BatchNorm statistics after the pass
+
+
+class DiscriminatorUpdate(NamedTuple):
+    """What the discriminator update reports besides its new state."""
+
+    loss: jax.Array
+    real_logits: jax.Array  # D(x) before the update
+    fake_logits: jax.Array  # D(G(z)) before the update
+    grads: Any  # the (device-averaged) gradients of `loss`
+    penalties: Metrics  # the unweighted R1 and gradient penalties that are enabled
+
+
+def draw(rng: jax.Array, n: int, spec: GANSpec, axis_name: str | None = None) -> Draws:
+    """This step's noise, fake labels and augmentation and penalty keys from its `rng`."""
+    z = sample_latent(rng, n, spec.latent_dim, axis_name)
+    aug_key, gp_key = jax.random.split(jax.random.fold_in(rng, 1))
+    fake_labels = None
+    if spec.num_classes:
+        fake_labels = sample_labels(jax.random.fold_in(rng, 2), n, spec.num_classes, axis_name)
+    return Draws(z, fake_labels, aug_key, gp_key)
+
+
+def generator_forward(
+    g_state: TrainState, draws: Draws, axis_name: str | None = None
+) -> GeneratorPass:
+    """G(z) in train mode, with the `jax.vjp` that later takes the generator's gradients."""
+    generator = _with_axis(g_state, axis_name)
+
+    def forward(params):
+        fakes, updates = generator.apply(
+            g_state.variables(params),
+            draws.z,
+            mutable=["batch_stats"],
+            **_labels(draws.fake_labels),
+        )
+        return fakes, updates["batch_stats"]
+
+    fakes, vjp, batch_stats = jax.vjp(forward, g_state.params, has_aux=True)
+    return GeneratorPass(fakes, vjp, batch_stats)
+
+
+def discriminator_update(
+    d_state: TrainState,
+    images: jax.Array,
+    real_labels: jax.Array | None,
+    fakes: jax.Array,
+    draws: Draws,
+    axis_name: str | None = None,
+) -> tuple[TrainState, DiscriminatorUpdate]:
+    """One optimiser step of D on real images and (constant) fakes, with its penalties.
+
+    The forward pass on the real images runs the spectral norm's power iteration.
+    """
+    spec = d_state.spec
+    loss = get_loss(spec.loss)
+    discriminator = _with_axis(d_state, axis_name)
+
+    def loss_fn(params):
+        real_in = _augment(images, 0, spec, draws.aug_key, axis_name)
+        fake_in = _augment(fakes, 1, spec, draws.aug_key, axis_name)
+        real_logits, stats = _apply_discriminator(
+            discriminator, params, d_state.batch_stats, real_in, real_labels, update_sn=True
+        )
+        fake_logits, stats = _apply_discriminator(
+            discriminator, params, stats, fake_in, draws.fake_labels
+        )
+        total = loss.d_loss(real_logits, fake_logits)
+
+        def d_fn(x):  # D on real images' labels, for the penalties
+            return _apply_discriminator(discriminator, params, stats, x, real_labels)[0]
+
+        total, penalties = _add_penalties(
+            total, d_fn, real_in, fake_in, d_state.step, spec, draws.gp_key, axis_name
+        )
+        return total, (real_logits, fake_logits, stats, penalties)
+
+    (d_loss, (real_logits, fake_logits, stats, penalties)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True
+    )(d_state.params)
+    grads = _pmean(grads, axis_name)
+    d_state = d_state.apply_gradients(grads=grads, batch_stats=stats)
+    return d_state, DiscriminatorUpdate(d_loss, real_logits, fake_logits, grads, penalties)
+
+
+def generator_update(
+    g_state: TrainState,
+    d_state: TrainState,
+    g_pass: GeneratorPass,
+    draws: Draws,
+    axis_name: str | None = None,
+) -> tuple[TrainState, Any, jax.Array, jax.Array]:
+    """One optimiser step of G against the updated D (and G's EMA).
+
+    The gradients reach G's parameters through `g_pass.vjp`, without a second G
+    forward. Returns `(g_state, D's BatchNorm statistics after this pass, g_loss,
+    g_grad_norm)`.
+    """
+    loss = get_loss(d_state.spec.loss)
+    discriminator = _with_axis(d_state, axis_name)
+
+    def loss_fn(fakes):
+        fake_in = _augment(fakes, 2, d_state.spec, draws.aug_key, axis_name)
+        logits, stats = _apply_discriminator(
+            discriminator, d_state.params, d_state.batch_stats, fake_in, draws.fake_labels
+        )
+        return loss.g_loss(logits), stats
+
+    (g_loss, d_stats), fake_grads = jax.value_and_grad(loss_fn, has_aux=True)(g_pass.fakes)
+    (grads,) = g_pass.vjp(fake_grads)
+    grads = _pmean(grads, axis_name)
+    g_state = g_state.apply_gradients(grads=grads, batch_stats=g_pass.batch_stats)
+    return _update_ema(g_state), d_stats, g_loss, optax.global_norm(grads)
+
+
+def generator_turn(
+    g_state: TrainState,
+    d_state: TrainState,
+    g_pass: GeneratorPass,
+    draws: Draws,
+    fake_logits: jax.Array,
+    axis_name: str | None = None,
+) -> tuple[TrainState, TrainState, jax.Array, jax.Array]:
+    """`generator_update` after every n_dis-th D step: `(g_state, d_state, g_loss, g_grad_norm)`.
+
+    D's new BatchNorm statistics come from its pass in the G update. On the
+    steps without one, g_loss is reported at the D step's `fake_logits` and
+    g_grad_norm as 0.
+    """
+    spec = d_state.spec
+
+    def update(g_state, d_stats):
+        d_now = d_state.replace(batch_stats=d_stats)
+        return generator_update(g_state, d_now, g_pass, draws, axis_name)
+
+    def skip(g_state, d_stats):
+        g_loss = get_loss(spec.loss).g_loss(fake_logits)
+        return g_state, d_stats, g_loss, jnp.zeros((), jnp.float32)
+
+    if spec.n_dis == 1:
+        g_state, d_stats, g_loss, g_grad_norm = update(g_state, d_state.batch_stats)
+    else:
+        g_state, d_stats, g_loss, g_grad_norm = jax.lax.cond(
+            d_state.step % spec.n_dis == 0, update, skip, g_state, d_state.batch_stats
+        )
+    return g_state, d_state.replace(batch_stats=d_stats), g_loss, g_grad_norm
 
 
 def train_step(
@@ -152,98 +310,77 @@ def train_step(
       (['d_fake', 'd_grad_norm', 'd_loss', 'd_real'], 1)
     """
     spec = d_state.spec
-    loss = get_loss(spec.loss)
     images, real_labels = split_batch(batch, spec.num_classes)
-    generator, discriminator = _with_axis(g_state, axis_name), _with_axis(d_state, axis_name)
-    n = images.shape[0]
-    z = sample_latent(rng, n, spec.latent_dim, axis_name)
-    aug_key, gp_key = jax.random.split(jax.random.fold_in(rng, 1))
-    fake_labels = None
-    if spec.num_classes:
-        fake_labels = sample_labels(jax.random.fold_in(rng, 2), n, spec.num_classes, axis_name)
-    spectral_norm = bool(getattr(discriminator, "spectral_norm", False))
-
-    def augment(x, i):
-        if not spec.diff_augment:
-            return x
-        return diff_augment(x, jax.random.fold_in(aug_key, i), spec.diff_augment, axis_name)
-
-    def g_forward(params):
-        fakes, updates = generator.apply(
-            g_state.variables(params), z, mutable=["batch_stats"], **_labels(fake_labels)
-        )
-        return fakes, updates["batch_stats"]
-
-    fakes, g_vjp, g_batch_stats = jax.vjp(g_forward, g_state.params, has_aux=True)
-
-    def d_apply(params, batch_stats, x, labels, update_sn=False):
-        kwargs = _labels(labels)
-        if spectral_norm:
-            kwargs["update_sn"] = update_sn
-        logits, updates = discriminator.apply(
-            {"params": params, "batch_stats": batch_stats}, x, mutable=["batch_stats"], **kwargs
-        )
-        return logits, updates["batch_stats"]
-
-    def d_loss_fn(params):
-        real_in, fake_in = augment(images, 0), augment(fakes, 1)
-        real_logits, stats = d_apply(
-            params, d_state.batch_stats, real_in, real_labels, update_sn=True
-        )
-        fake_logits, stats = d_apply(params, stats, fake_in, fake_labels)
-        total = loss.d_loss(real_logits, fake_logits)
-        extra = {}
-        d_fn = lambda x: d_apply(params, stats, x, real_labels)[0]  # noqa: E731
-        if spec.r1_gamma:
-            extra["r1_penalty"] = _lazy(
-                spec.r1_interval, d_state.step, lambda: r1_penalty(d_fn, real_in)
-            )
-            total = total + 0.5 * spec.r1_gamma * spec.r1_interval * extra["r1_penalty"]
-        if spec.gp_weight:
-            extra["gradient_penalty"] = gradient_penalty(d_fn, real_in, fake_in, gp_key, axis_name)
-            total = total + spec.gp_weight * extra["gradient_penalty"]
-        return total, (real_logits, fake_logits, stats, extra)
-
-    (d_loss, (real_logits, fake_logits, d_stats, extra)), d_grads = jax.value_and_grad(
-        d_loss_fn, has_aux=True
-    )(d_state.params)
-    d_grads = _pmean(d_grads, axis_name)
-    d_state = d_state.apply_gradients(grads=d_grads, batch_stats=d_stats)
-
-    def g_update(g_state, d_stats):
-        def g_loss_fn(fakes):
-            logits, stats = d_apply(d_state.params, d_stats, augment(fakes, 2), fake_labels)
-            return loss.g_loss(logits), stats
-
-        (g_loss, d_stats), fake_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(fakes)
-        (g_grads,) = g_vjp(fake_grads)
-        g_grads = _pmean(g_grads, axis_name)
-        g_state = g_state.apply_gradients(grads=g_grads, batch_stats=g_batch_stats)
-        return _update_ema(g_state), d_stats, g_loss, optax.global_norm(g_grads)
-
-    if spec.n_dis == 1:
-        g_state, d_stats, g_loss, g_grad_norm = g_update(g_state, d_state.batch_stats)
-    else:
-        # D has just made its step; G moves after every n_dis-th. On the other steps
-        # g_loss is reported at the D step's fake logits and g_grad_norm as 0.
-        def skip(g_state, d_stats):
-            return g_state, d_stats, loss.g_loss(fake_logits), jnp.zeros((), jnp.float32)
-
-        g_state, d_stats, g_loss, g_grad_norm = jax.lax.cond(
-            d_state.step % spec.n_dis == 0, g_update, skip, g_state, d_state.batch_stats
-        )
-    d_state = d_state.replace(batch_stats=d_stats)
-
+    draws = draw(rng, images.shape[0], spec, axis_name)
+    g_pass = generator_forward(g_state, draws, axis_name)
+    d_state, d = discriminator_update(d_state, images, real_labels, g_pass.fakes, draws, axis_name)
+    g_state, d_state, g_loss, g_grad_norm = generator_turn(
+        g_state, d_state, g_pass, draws, d.fake_logits, axis_name
+    )
     metrics = {
-        "d_loss": d_loss,
+        "d_loss": d.loss,
         "g_loss": g_loss,
-        "d_real": jnp.mean(jax.nn.sigmoid(real_logits)),
-        "d_fake": jnp.mean(jax.nn.sigmoid(fake_logits)),
-        "d_grad_norm": optax.global_norm(d_grads),
+        "d_real": jnp.mean(jax.nn.sigmoid(d.real_logits)),
+        "d_fake": jnp.mean(jax.nn.sigmoid(d.fake_logits)),
+        "d_grad_norm": optax.global_norm(d.grads),
         "g_grad_norm": g_grad_norm,
-        **extra,
+        **d.penalties,
     }
     return g_state, d_state, _pmean(metrics, axis_name)
+
+
+def _with_axis(state: TrainState, axis_name: str | None) -> Any:
+    return state.model if axis_name is None else state.model.clone(axis_name=axis_name)
+
+
+def _pmean(tree: Any, axis_name: str | None) -> Any:
+    return tree if axis_name is None else jax.lax.pmean(tree, axis_name)
+
+
+def _augment(x: jax.Array, i: int, spec: GANSpec, key: jax.Array, axis_name: str | None):
+    """D's i-th input of the step under the DiffAugment policy (x itself without one)."""
+    if not spec.diff_augment:
+        return x
+    return diff_augment(x, jax.random.fold_in(key, i), spec.diff_augment, axis_name)
+
+
+def _apply_discriminator(
+    discriminator: Any,
+    params: Any,
+    batch_stats: Any,
+    x: jax.Array,
+    labels: jax.Array | None,
+    update_sn: bool = False,
+) -> tuple[jax.Array, Any]:
+    """D's train-mode logits and BatchNorm statistics; `update_sn` runs the power iteration."""
+    kwargs = _labels(labels)
+    if getattr(discriminator, "spectral_norm", False):
+        kwargs["update_sn"] = update_sn
+    logits, updates = discriminator.apply(
+        {"params": params, "batch_stats": batch_stats}, x, mutable=["batch_stats"], **kwargs
+    )
+    return logits, updates["batch_stats"]
+
+
+def _add_penalties(
+    total: jax.Array,
+    d_fn: Callable[[jax.Array], jax.Array],
+    real_in: jax.Array,
+    fake_in: jax.Array,
+    step: jax.Array,
+    spec: GANSpec,
+    gp_key: jax.Array,
+    axis_name: str | None,
+) -> tuple[jax.Array, Metrics]:
+    """D's loss plus the enabled penalties (R1, lazily every r1_interval steps; WGAN-GP)."""
+    penalties = {}
+    if spec.r1_gamma:
+        penalties["r1_penalty"] = _lazy(spec.r1_interval, step, lambda: r1_penalty(d_fn, real_in))
+        total = total + 0.5 * spec.r1_gamma * spec.r1_interval * penalties["r1_penalty"]
+    if spec.gp_weight:
+        penalties["gradient_penalty"] = gradient_penalty(d_fn, real_in, fake_in, gp_key, axis_name)
+        total = total + spec.gp_weight * penalties["gradient_penalty"]
+    return total, penalties
 
 
 def _labels(labels: jax.Array | None) -> dict[str, jax.Array]:

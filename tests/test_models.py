@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import gan_jax
-from gan_jax import models
+from gan_jax import layers, models
 
 
 def test_parameter_counts_equal_pytorch_dcgan():
@@ -48,11 +48,11 @@ def test_dcgan_initialisation_and_batchnorm_settings():
     assert abs(scale.mean() - 1.0) < 5e-3 and abs(scale.std() - 0.02) < 5e-3
     assert np.all(np.asarray(g_state.params["bn0"]["bias"]) == 0)
     assert "bias" not in d_state.params["down0"]  # no conv biases, as in DCGAN
-    assert models.BN_MOMENTUM == 0.9 and models.BN_EPSILON == 1e-5
+    assert layers.BN_MOMENTUM == 0.9 and layers.BN_EPSILON == 1e-5
 
 
 def test_batchnorm_running_average_uses_pytorch_momentum():
-    bn = models._batch_norm(None, jnp.float32, "bn")
+    bn = layers.batch_norm(None, jnp.float32, "bn")
     x = jax.random.normal(jax.random.key(0), (64, 2, 2, 4)) * 3.0 + 5.0
     variables = bn.init(jax.random.key(1), x, use_running_average=False)
     _, updates = bn.apply(variables, x, use_running_average=False, mutable=["batch_stats"])
@@ -72,4 +72,4 @@ def test_discriminator_returns_logits_not_probabilities():
 
 def test_unsupported_image_size_is_a_clear_error():
     with pytest.raises(ValueError, match="image_size=48 is not supported"):
-        models.num_stages(48)
+        layers.num_stages(48)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import gan_jax
-from gan_jax import models, parallel
+from gan_jax import conv, layers, models, parallel
 
 
 def _rel(a, b) -> float:
@@ -49,18 +49,18 @@ def test_conv_dot_equals_lax_convolution(c, o, size):
     ref = jax.lax.conv_general_dilated(
         x, k, (2, 2), ((1, 1), (1, 1)), dimension_numbers=("NHWC", "HWIO", "NHWC")
     )
-    out = models.from_channels_major(models.conv_dot(models.to_channels_major(x), k))
+    out = conv.from_channels_major(conv.conv_dot(conv.to_channels_major(x), k))
     assert _rel(out, ref) < 1e-5
 
 
 @pytest.mark.parametrize("c,o,size", [(6, 3, 2), (4, 8, 4), (16, 5, 8)])
 def test_conv_transpose_dot_equals_flax_conv_transpose(c, o, size):
     x = jax.random.normal(jax.random.key(0), (3, size, size, c))
-    layer = models.UpsampleConvTranspose(o)
+    layer = layers.UpsampleConvTranspose(o)
     params = layer.init(jax.random.key(1), x)
     ref = layer.apply(params, x)
     k = params["params"]["conv"]["kernel"]
-    out = models.from_channels_major(models.conv_transpose_dot(models.to_channels_major(x), k))
+    out = conv.from_channels_major(conv.conv_transpose_dot(conv.to_channels_major(x), k))
     assert out.shape == (3, 2 * size, 2 * size, o)
     assert _rel(out, ref) < 1e-5
 
@@ -70,13 +70,13 @@ def test_project_dot_equals_flax_valid_conv_transpose():
     layer = nn.ConvTranspose(6, (4, 4), padding="VALID", use_bias=False)
     params = layer.init(jax.random.key(1), z[:, None, None, :])
     ref = layer.apply(params, z[:, None, None, :])
-    out = models.from_channels_major(models.project_dot(z, params["params"]["kernel"]))
+    out = conv.from_channels_major(conv.project_dot(z, params["params"]["kernel"]))
     assert _rel(out, ref) < 1e-5
 
 
 @pytest.mark.parametrize(
     "fn,shape",
-    [(models._patches, (3, 8, 8, 2)), (models._overlap_add, (4, 4, 3, 4, 4, 2))],
+    [(conv.patches, (3, 8, 8, 2)), (conv.overlap_add, (4, 4, 3, 4, 4, 2))],
 )
 def test_hand_written_adjoints_are_the_transposes(fn, shape):
     # <f(x), t> == <x, f^T(t)>, with f^T the custom backward pass.
@@ -103,7 +103,7 @@ def test_matmul_gradients(p, q):
     def plain(w, x):
         return jnp.einsum("pq,q...->p...", w, x)
 
-    got = jax.grad(lambda w, x: loss(models.matmul, w, x), argnums=(0, 1))(w, x)
+    got = jax.grad(lambda w, x: loss(conv.matmul, w, x), argnums=(0, 1))(w, x)
     want = jax.grad(lambda w, x: loss(plain, w, x), argnums=(0, 1))(w, x)
     for a, b in zip(got, want, strict=True):
         assert _rel(a, b) < 1e-5
@@ -113,10 +113,10 @@ def test_bfloat16_moves_as_words_exactly():
     # Odd batch sizes cannot pack two bf16 values per word and take the plain path.
     for n in (4, 3):
         x = jax.random.normal(jax.random.key(0), (3, 8, 8, n)).astype(jnp.bfloat16)
-        assert jnp.array_equal(models._patches(x), models._patches.fun(x))
+        assert jnp.array_equal(conv.patches(x), conv.patches.fun(x))
         planes = jax.random.normal(jax.random.key(1), (4, 2, 3, 3, n)).astype(jnp.bfloat16)
         want = planes.reshape(2, 2, 2, 3, 3, n).transpose(2, 3, 0, 4, 1, 5).reshape(2, 6, 6, n)
-        assert jnp.array_equal(models._interleave(planes), want)
+        assert jnp.array_equal(conv.interleave(planes), want)
 
 
 # ---------------------------------------------------------------- whole models
@@ -144,9 +144,9 @@ def test_dot_and_lax_share_parameters_exactly():
 
 def test_default_resolves_to_dot_on_cpu():
     assert models.Generator().conv_impl == "auto"
-    assert models.resolve_conv_impl("auto") == ("dot" if jax.default_backend() == "cpu" else "lax")
+    assert conv.resolve_conv_impl("auto") == ("dot" if jax.default_backend() == "cpu" else "lax")
     with pytest.raises(ValueError, match="conv_impl"):
-        models.resolve_conv_impl("fast")
+        conv.resolve_conv_impl("fast")
 
 
 @pytest.mark.parametrize("size,channels,width", [(32, 3, 8), (16, 1, 4)])
@@ -264,14 +264,14 @@ def test_dot_runs_under_the_trainers_sharded_compilation():
 @pytest.mark.parametrize("c,o,size", [(6, 3, 2), (4, 8, 4), (16, 5, 8)])
 def test_subpixel_equals_transposed_convolution(c, o, size):
     x = jax.random.normal(jax.random.key(0), (3, size, size, c))
-    params = models.UpsampleConvTranspose(o).init(jax.random.key(1), x)
-    ref = models.UpsampleConvTranspose(o).apply(params, x)
-    out = models.UpsampleSubpixel(o).apply(params, x)  # Same parameter layout.
+    params = layers.UpsampleConvTranspose(o).init(jax.random.key(1), x)
+    ref = layers.UpsampleConvTranspose(o).apply(params, x)
+    out = layers.UpsampleSubpixel(o).apply(params, x)  # Same parameter layout.
     assert out.shape == ref.shape == (3, 2 * size, 2 * size, o)
     assert _rel(out, ref) < 1e-5
     grads = [
         jax.grad(lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, x))))(params)
-        for m in (models.UpsampleConvTranspose(o), models.UpsampleSubpixel(o))
+        for m in (layers.UpsampleConvTranspose(o), layers.UpsampleSubpixel(o))
     ]
     _assert_trees_close(grads[1], grads[0], 1e-5)
 
