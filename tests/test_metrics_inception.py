@@ -272,3 +272,13 @@ def test_pointwise_branches_equal_separate_layers_and_pool_then_convolve():
     assert len(got) == 3
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_stem_loop_gives_the_features_of_the_whole_batch():
+    model = inception.InceptionV3(stem_batch=0)
+    x = np.random.default_rng(6).uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)
+    params = jax.jit(model.init)(jax.random.key(0), x[:1])
+    expected = np.asarray(jax.jit(model.apply)(params, x)[0])
+    assert np.std(expected) > 0
+    got = jax.jit(model.clone(stem_batch=1).apply)(params, x)[0]  # two steps of one image
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
