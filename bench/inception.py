@@ -14,7 +14,8 @@ Runners (`--runners`, comma-separated):
   jax_extractor  `InceptionExtractor` on 32x32 uint8 images: its batching and the
                  resize to 299 included, i.e. what the evaluation commands pay.
   torch          the TorchScript reference network, eager, no gradients (`--torch_batch`).
-A suffix `@onednn` runs a gan_jax runner with oneDNN XLA flags.
+A suffix `:B` sets a runner's batch (e.g. `jax:4,jax:16,torch`, to compare batch sizes
+in one run); `@onednn` runs a gan_jax runner with oneDNN XLA flags.
 
 Usage:
   python bench/inception.py                      # jax and torch, 2 threads, 5 rounds
@@ -157,10 +158,11 @@ def _worker(conn: Any, spec: str, args: dict[str, Any]) -> None:
             os.environ.get("XLA_FLAGS", "") + " " + XLA_FLAG_PRESETS[preset]
         ).strip()
     try:
-        if spec.startswith("jax"):
-            runner: Any = JaxRunner(spec, args["jax_batch"])
+        name, _, batch = spec.partition("@")[0].partition(":")
+        if name.startswith("jax"):
+            runner: Any = JaxRunner(name, int(batch or args["jax_batch"]))
         else:
-            runner = TorchRunner(args["threads"], args["torch_batch"])
+            runner = TorchRunner(args["threads"], int(batch or args["torch_batch"]))
         compile_s = runner.warm_up()
         check = runner.features(_check_images())
     except Exception as e:  # A runner that fails is reported, not fatal.
@@ -216,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     specs = [s for s in args.runners.split(",") if s]
     for spec in specs:
         name, _, preset = spec.partition("@")
-        if name not in ("jax", "jax_extractor", "torch"):
+        name, _, batch = name.partition(":")
+        if name not in ("jax", "jax_extractor", "torch") or not (batch or "1").isdigit():
             raise SystemExit(f"unknown runner {spec!r}; use jax, jax_extractor or torch")
         if preset and (preset not in XLA_FLAG_PRESETS or name == "torch"):
             raise SystemExit(f"unknown XLA flag preset in {spec!r}; use {list(XLA_FLAG_PRESETS)}")
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> None:
 
     machine = _machine()
     machine["loadavg_start"], machine["loadavg_end"] = load_start, os.getloadavg()
-    ref = next((w for w in workers if w["runner"] == "torch"), None)
+    ref = next((w for w in workers if w["runner"].startswith("torch")), None)
     base = statistics.median(ref["wall_s"]) if ref else None
     print(
         f"\n{machine['cpu']} ({', '.join(machine['cpu_flags'])}), {machine['cpu_count']} CPUs; "
