@@ -223,3 +223,62 @@ def test_features_are_the_same_sharded_over_two_devices(torch, torch_net, pt_wei
     expected = _torch_features(torch, torch_net, x.astype(np.float32))
     assert got.shape == (3, 2048)
     assert _rel_err(got, expected) < REL_TOL
+
+
+@pytest.mark.parametrize("size", [1, 2, 8, 17])
+def test_pools_equal_flax_pools(size):
+    import flax.linen as nn
+
+    x = np.random.default_rng(4).standard_normal((2, size, size + 1, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        inception._avg_pool_3x3(x),
+        nn.avg_pool(x, (3, 3), strides=(1, 1), padding="SAME", count_include_pad=False),
+        rtol=1e-6,
+        atol=1e-6,
+    )
+    np.testing.assert_array_equal(  # negative inputs: the padding must never win a maximum
+        inception._max_pool_3x3_same(x),
+        nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1))),
+    )
+    if size >= 3:
+        np.testing.assert_array_equal(
+            inception._max_pool_3x3_s2(x), nn.max_pool(x, (3, 3), strides=(2, 2), padding="VALID")
+        )
+
+
+def test_pointwise_branches_equal_separate_layers_and_pool_then_convolve():
+    """One product for a block's 1x1 layers, its pool branch convolved before pooling."""
+    import flax.linen as nn
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 6, 5, 8)).astype(np.float32)
+
+    def layer(out):
+        return (
+            rng.standard_normal((1, 1, 8, out)).astype(np.float32),
+            rng.standard_normal(out).astype(np.float32),
+        )
+
+    branches, pool = [layer(4), layer(3)], layer(5)
+    got = inception._pointwise_branches(x, branches, pool, np.float32, jax.lax.Precision.HIGHEST)
+
+    def conv_relu(inputs, weights):
+        kernel, bias = weights
+        y = np.einsum("nhwc,co->nhwo", inputs, kernel[0, 0]) + bias
+        return np.maximum(y, 0.0)
+
+    pooled = nn.avg_pool(x, (3, 3), strides=(1, 1), padding="SAME", count_include_pad=False)
+    expected = [conv_relu(x, w) for w in branches] + [conv_relu(np.asarray(pooled), pool)]
+    assert len(got) == 3
+    for g, e in zip(got, expected, strict=True):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_stem_loop_gives_the_features_of_the_whole_batch():
+    model = inception.InceptionV3(stem_batch=0)
+    x = np.random.default_rng(6).uniform(-1, 1, (2, 299, 299, 3)).astype(np.float32)
+    params = jax.jit(model.init)(jax.random.key(0), x[:1])
+    expected = np.asarray(jax.jit(model.apply)(params, x)[0])
+    assert np.std(expected) > 0
+    got = jax.jit(model.clone(stem_batch=1).apply)(params, x)[0]  # two steps of one image
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())

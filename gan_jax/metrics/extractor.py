@@ -98,6 +98,7 @@ class InceptionExtractor:
         model = InceptionV3(
             num_classes=NUM_CLASSES if self.with_logits else None,
             classifier_bias=classifier_bias,
+            stem_batch=n if devices[0].platform == "cpu" else 0,  # one image per device
         )
 
         def forward(params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array | None]:
