@@ -363,6 +363,36 @@ class Checkpointer:
                 logging.warning("Closing the checkpoint manager: %s", _reason(e))
 
 
+def newest_meta_in(directory: str) -> dict[str, Any] | None:
+    """The metadata (with `step`) of the newest checkpoint in `directory` whose metadata
+    reads back; None when there is none. Creates, moves and deletes nothing."""
+    if not os.path.isdir(directory):
+        return None
+    ckpt = Checkpointer(directory, keep=None)
+    try:
+        return ckpt.newest_meta()
+    finally:
+        ckpt.close()
+
+
+def is_intact(directory: str, step: int) -> bool:
+    """Whether the checkpoint of `step` in `directory` reads back whole and matches its
+    checksum. The state is read as saved (nested dicts of arrays), so no model or train
+    state has to be built: a finished run's rerun answers from this in a moment."""
+    ckpt = Checkpointer(directory, keep=None)
+    try:
+        meta = ckpt.read_meta(step)
+        restored = ckpt._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore())
+        )
+        expected = meta.get("checksum")
+        return expected is None or checksum(restored["state"]) == expected
+    except Exception:  # noqa: BLE001 - unusable: `restore` reports it, with the fallback
+        return False
+    finally:
+        ckpt.close()
+
+
 def check_compatible(saved: dict[str, Any], config: ml_collections.ConfigDict, where: str) -> None:
     """Raises CheckpointError when a checkpoint's architecture differs from `config`'s."""
     saved_arch = saved.get("architecture", {})

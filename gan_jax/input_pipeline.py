@@ -267,6 +267,16 @@ def validate(config: ml_collections.ConfigDict) -> DatasetInfo:
     )
 
 
+def split_size(config: ml_collections.ConfigDict, split: str | None = None) -> int:
+    """The number of examples in `split` (default: `config.split`) of `config`'s dataset.
+
+    Prepares the dataset if needed, like `validate`; slices like "train[:10%]" work.
+    """
+    _hide_accelerators_from_tf()
+    split = config.split if split is None else split
+    return _split_size(_builder(config), split, config.dataset)
+
+
 def _encoded_images(
     builder: tfds.core.DatasetBuilder,
     split: str | tfds.typing.SplitArg,
