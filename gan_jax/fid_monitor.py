@@ -20,7 +20,7 @@ import jax
 import ml_collections
 import numpy as np
 
-from gan_jax import checkpoint
+from gan_jax import checkpoint, progress
 from gan_jax.errors import ConfigError
 from gan_jax.state import TrainState
 
@@ -98,7 +98,7 @@ class FidMonitor:
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
 
-    def _score(self, g_state: TrainState) -> dict[str, Any]:
+    def _score(self, g_state: TrainState, step: int) -> dict[str, Any]:
         from gan_jax.metrics import evaluate
         from gan_jax.metrics.extractor import InceptionExtractor
 
@@ -120,6 +120,9 @@ class FidMonitor:
             extractor=self._extractor,
             kid_features=min(config.eval_num_ref or 10_000, 10_000),
             stats_dir=stats_dir,
+            progress=lambda what, total: progress.Progress(
+                f"Evaluation at step {step}: {what.lower()}", total
+            ),
         )
 
     def evaluate(self, step: int, g_state: TrainState) -> dict[str, Any]:
@@ -127,7 +130,7 @@ class FidMonitor:
         t = time.perf_counter()
         result: dict[str, Any] = {}
         if jax.process_index() == 0:
-            result = self._score(g_state)
+            result = self._score(g_state, step)
         fid = result.get("fid", math.nan)
         if jax.process_count() > 1:
             from jax.experimental import multihost_utils

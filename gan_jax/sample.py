@@ -14,7 +14,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from gan_jax import images
 from gan_jax.errors import GanJaxError
@@ -30,7 +30,9 @@ from gan_jax.step import (
 def _define_flags() -> None:
     # Defined only when run as a program, so importing this module next to other
     # absl programs (tests, notebooks) defines no flags.
-    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/).")
+    flags.DEFINE_string(
+        "workdir", None, "Training workdir, or a directory written by gan_jax.save_checkpoint."
+    )
     flags.DEFINE_string("out", "samples.png", "Output PNG path.")
     flags.DEFINE_integer("num", 64, "Number of images (rows of the walk with --interpolate).")
     flags.DEFINE_integer("seed", 0, "Noise seed; change it for other samples.")
@@ -83,7 +85,10 @@ def write_samples(
 def main(argv: list[str]) -> None:
     del argv
     if not flags.FLAGS["verbosity"].present:
+        from gan_jax.trainer import quiet_library_logs
+
         logging.set_verbosity(logging.WARNING)
+        quiet_library_logs()
     f = flags.FLAGS
     if f.workdir is None:
         print("error: --workdir is required (the directory given to train.py).", file=sys.stderr)
@@ -97,5 +102,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from gan_jax import console
+
     _define_flags()
-    app.run(main)
+    console.run(main)

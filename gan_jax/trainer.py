@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 from absl import flags, logging
 
-from gan_jax import checkpoint, fid_monitor, images, models
+from gan_jax import checkpoint, console, fid_monitor, images, models, preflight, progress
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
 from gan_jax.state import (
@@ -101,6 +101,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "--config.keep_checkpoints=3."
         )
     fid_monitor.validate(config)
+    preflight.check_folder_dataset(config)
     policy = nonfinite_policy(config)
     if policy not in NONFINITE_POLICIES:
         raise ConfigError(
@@ -175,6 +176,7 @@ class _Logger:
         self._tb_dir = os.path.join(workdir, "tensorboard")
         self._last_time = time.perf_counter()
         self._last_step: int | None = None
+        self._started = time.perf_counter()  # For the elapsed time in the console lines.
 
     def _tb(self):
         if self._writer is None:
@@ -203,12 +205,13 @@ class _Logger:
         return metrics
 
     def _console(self, step: int, m: dict[str, float]) -> None:
-        width = 20
-        done = int(width * step / max(self.total, 1))
-        bar = "#" * done + "." * (width - done)
         speed = m.get("images_per_sec")
+        elapsed = time.perf_counter() - self._started
+        meter = progress.training_meter(
+            step, self.total, elapsed, speed / self.batch_size if speed else None
+        )
         text = (
-            f"[{bar}] step {step}/{self.total} | d_loss {m['d_loss']:.4f} g_loss {m['g_loss']:.4f}"
+            f"{meter} | d_loss {m['d_loss']:.4f} g_loss {m['g_loss']:.4f}"
             f" D(x) {m['d_real']:.3f} D(G(z)) {m['d_fake']:.3f}"
             + (f" | {speed:,.0f} img/s" if speed else "")
         )
@@ -248,6 +251,15 @@ def _sample_grid(g_state: TrainState, inputs: SampleInputs) -> np.ndarray:
     return images.make_grid(np.asarray(pictures), ncols=ncols)
 
 
+def run_outputs(workdir: str) -> str:
+    """Where a run's results are, for its last console line."""
+    where = [f"checkpoints in {os.path.join(workdir, 'checkpoints')}"]
+    samples = os.path.join(workdir, "samples")
+    if os.path.isdir(samples):
+        where.append(f"samples in {samples}")
+    return ", ".join(where)
+
+
 def _meta(config: ml_collections.ConfigDict, examples_per_process: int) -> dict[str, Any]:
     return {
         "examples_per_process": examples_per_process,
@@ -279,12 +291,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       >>> print(log.getvalue().splitlines()[-1])
       Finished at step 2; checkpoints in ...run/checkpoints.
       >>> gan_jax.train_and_evaluate(config, "run")["status"]  # resumes: nothing left to do
-      Resumed from the checkpoint of step 2 in ...run/checkpoints.
-      Nothing to do: the run in ...run already reached step 2.
+      Nothing to do: the run in ...run already reached step 2; checkpoints in ...run/checkpoints.
       'already_finished'
     """
     validate_config(config)
     parallel = Parallel(config)
+    workdir = preflight.check_workdir(workdir)  # Creates nothing yet.
+    # Before anything is built or compiled: a different architecture is refused, and a
+    # finished run whose newest checkpoint is intact answers at once.
+    ckpt_dir = os.path.join(workdir, "checkpoints")
+    newest = checkpoint.newest_meta_in(ckpt_dir)
+    if newest is not None:
+        checkpoint.check_compatible(newest, config, workdir)
+        done = int(newest.get("step", 0))
+        if done >= config.num_train_steps and checkpoint.is_intact(ckpt_dir, done):
+            say(
+                "Nothing to do: the run in %s already reached step %d; %s.",
+                workdir,
+                done,
+                run_outputs(workdir),
+            )
+            return {"status": "already_finished", "step": done, "metrics": {}}
+    say("Preparing the data and the model, then compiling the training step (can take minutes).")
+    from gan_jax import input_pipeline  # TensorFlow loads only once it is needed.
+
+    data_info = input_pipeline.validate(config)  # Before the workdir gets anything.
+    say(
+        "Data: %s (%d examples); %d devices, %d processes, global batch %d.",
+        data_info.name,
+        data_info.num_examples,
+        jax.device_count(),
+        jax.process_count(),
+        config.batch_size,
+    )
     workdir = prepare_workdir(workdir)
 
     ckpt = checkpoint.Checkpointer(
@@ -296,9 +335,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         def compatible(meta: dict[str, Any]) -> None:
             checkpoint.check_compatible(meta, config, workdir)
 
-        newest = ckpt.newest_meta()
-        if newest is not None:
-            compatible(newest)  # Before anything is compiled.
         init_key, train_key, sample_key = rng_streams(config.seed)
         g_state, d_state = create_train_states(config, init_key)
         if ckpt.all_steps():
@@ -322,17 +358,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             ckpt.close()
             return {"status": "already_finished", "step": step, "metrics": {}}
 
-        from gan_jax import input_pipeline  # TensorFlow loads only once it is needed.
-
-        data_info = input_pipeline.validate(config)
-        say(
-            "Data: %s (%d examples); %d devices, %d processes, global batch %d.",
-            data_info.name,
-            data_info.num_examples,
-            jax.device_count(),
-            jax.process_count(),
-            config.batch_size,
-        )
         if jax.process_index() == 0:
             with open(os.path.join(workdir, "config.json"), "w") as f:
                 f.write(config.to_json_best_effort(indent=2))
@@ -497,6 +522,12 @@ class _Loop:
         if self.ckpt.latest_step() == step:
             self.last_saved = step
         policy = nonfinite_policy(config)
+        say(
+            "Training from step %d to %d (the first step compiles; a line every %d steps).",
+            step,
+            config.num_train_steps,
+            config.log_every_steps,
+        )
         with _StopRequest() as stop:
             while True:
                 log_due = False
@@ -553,7 +584,7 @@ class _Loop:
                         bad, g_state, d_state, train_key, examples
                     )
             self.ckpt.wait()
-        say("Finished at step %d; checkpoints in %s.", step, self.ckpt.directory)
+        say("Finished at step %d; %s.", step, run_outputs(self.workdir))
         return {"status": "finished", "step": step, "metrics": self.last_metrics}
 
     def _samples(self, step: int, g_state: TrainState) -> None:
@@ -572,11 +603,19 @@ def main_exit_code(summary: dict[str, Any]) -> int:
 def flag_error(e: BaseException, argv: list[str]) -> str:
     """One line for an error from parsing the command line (absl flags, ml_collections)."""
     text = str(e).strip()
+    name = getattr(e, "flagname", "") or ""
+    if isinstance(e, flags.UnrecognizedFlagError) and name.startswith("config."):
+        e = KeyError(name[len("config.") :])  # Reported as the unknown field it is.
     if isinstance(e, (AttributeError, KeyError)):
-        field = text.strip("\"'")
+        # ml_collections raises AttributeError(KeyError("'name'\nDid you mean ...?")).
+        inner = e.args[0] if e.args and isinstance(e.args[0], KeyError) else e
+        lines = str(inner.args[0] if inner.args else inner).strip().splitlines() or [""]
+        field = lines[0].strip("\"'")
+        hint = " ".join(line.strip() for line in lines[1:])
+        hint = f"; {hint[0].lower()}{hint[1:]}" if hint else ""
         given = [a for a in argv if a.startswith("--config.") and field in a.split("=")[0]]
-        where = f"in {given[0]} " if given else ""
-        return f"unknown config field {field!r} {where}(see configs/default.py for the fields)."
+        where = f" in {given[0]}" if given else ""
+        return f"unknown config field {field!r}{where}{hint} (docs/config.md lists the fields)."
     if "is not supported for overriding" in text:
         field = text.split(" of field ")[-1].split(" is not")[0]
         return (
@@ -606,6 +645,7 @@ class _LibraryNoise(pylogging.Filter):
 def quiet_library_logs() -> None:
     """Keeps the console to the trainer's own messages (for the command line)."""
     pylogging.getLogger("absl").addFilter(_LibraryNoise())
+    console.quiet_library_warnings()
 
 
 def fail(message: str) -> None:

@@ -1,13 +1,14 @@
 """FID / KID (and IS) of a trained run against its dataset.
 
-    python -m gan_jax.metrics.evaluate --workdir DIR [--num_samples 10000] [--ref train]
+    python -m gan_jax.evaluate --workdir DIR [--num_samples 10000] [--ref train]
 
 Generates `--num_samples` images from the run's newest (or `--step`) checkpoint,
 compares them with the reference split of the run's dataset (read through the
 training input pipeline, so at the training resolution and channel count) and
 writes the scores to `<workdir>/eval/step_<step>.json`. Reference statistics are
 cached in `--stats_dir` and reused while the dataset, split, image size, number of
-images, resize mode and network stay the same.
+images, resize mode and network stay the same. The Inception Score needs weights with
+the classifier head, which the default conversion (`default_1.pt`) does not have.
 """
 
 from __future__ import annotations
@@ -16,16 +17,23 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from gan_jax.metrics import stats, weights
 from gan_jax.metrics.extractor import InceptionExtractor
 from gan_jax.metrics.preprocess import RESIZE_MODES
+
+# Why a result has no `is_mean`: the scorer computes IS whenever the weights have logits.
+NO_INCEPTION_SCORE = (
+    "these Inception weights have no classifier head (the conversion of default_1.pt keeps "
+    "the feature layers only); convert pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+    "for it (docs/evaluation.md)."
+)
 
 
 def generated_batches(
@@ -87,26 +95,49 @@ def evaluate_generator(
     kid_features: int = 10_000,
     stats_dir: str | None = None,
     ema: bool = True,
+    progress: Callable[[str, int | None], Any] | None = None,
 ) -> dict[str, Any]:
-    """Scores a generator state against split `ref` of `config`'s dataset."""
+    """Scores a generator state against split `ref` of `config`'s dataset.
+
+    `progress(description, total)`, when given, makes a bar for each long phase: an
+    object with `update(n)` and `close()`, such as `gan_jax.progress.Progress` or a
+    tqdm. The reference statistics' bar only moves when they are not cached.
+    """
     from gan_jax import input_pipeline
 
     extractor = extractor or InceptionExtractor()
     meta = reference_meta(config, ref)
     stats_dir = stats_dir or weights.default_stats_dir()
-    t0 = time.time()
-    reference = stats.reference_stats(
-        input_pipeline.iterate_images(config, split=ref, num_examples=num_ref),
-        stats_path(stats_dir, meta, extractor.resize_mode, num_ref),
-        meta,
-        extractor,
-        num_images=num_ref,
-        kid_features=kid_features,
-    )
-    t1 = time.time()
-    result = stats.evaluate_images(
-        generated_batches(g_state, num_samples, seed, ema=ema), reference, extractor, num_samples
-    )
+    bars = []
+    if progress is not None:
+        available = input_pipeline.split_size(config, ref)
+        total = available if num_ref is None else min(num_ref, available)
+        bars = [progress("Reference statistics", total), progress("Generated images", num_samples)]
+    updates = [bar.update for bar in bars] or [None, None]
+    try:
+        t0 = time.time()
+        reference = stats.reference_stats(
+            input_pipeline.iterate_images(config, split=ref, num_examples=num_ref),
+            stats_path(stats_dir, meta, extractor.resize_mode, num_ref),
+            meta,
+            extractor,
+            num_images=num_ref,
+            kid_features=kid_features,
+            progress=updates[0],
+        )
+        if bars:
+            bars[0].close()
+        t1 = time.time()
+        result = stats.evaluate_images(
+            generated_batches(g_state, num_samples, seed, ema=ema),
+            reference,
+            extractor,
+            num_samples,
+            progress=updates[1],
+        )
+    finally:
+        for bar in bars:
+            bar.close()
     result.update(
         ema=bool(ema and g_state.ema_params is not None),
         reference={**meta, "num_images": reference.num_images},
@@ -129,10 +160,11 @@ def evaluate_run(
     stats_dir: str | None = None,
     ema: bool = True,
     best: bool = False,
+    progress: Callable[[str, int | None], Any] | None = None,
 ) -> dict[str, Any]:
     """Scores the newest (or `step`, or the best-FID) checkpoint of the run in `workdir`.
 
-    What the command line writes.
+    What the command line writes; `progress` as in `evaluate_generator`.
     """
     from gan_jax.runs import load_run
 
@@ -150,6 +182,7 @@ def evaluate_run(
         kid_features,
         stats_dir,
         ema,
+        progress,
     )
     return {"step": run.step, "checkpoint": "best" if best else "latest", **result}
 
@@ -157,7 +190,9 @@ def evaluate_run(
 def define_flags() -> None:
     """Defines the command line's flags (only when run as a program, so that importing
     this module next to another absl program never clashes with its flags)."""
-    flags.DEFINE_string("workdir", None, "Training workdir (holds config.json, checkpoints/).")
+    flags.DEFINE_string(
+        "workdir", None, "Training workdir, or a directory written by gan_jax.save_checkpoint."
+    )
     flags.DEFINE_integer("num_samples", 10_000, "Generated images to evaluate.")
     flags.DEFINE_string("ref", "train", "Dataset split the reference statistics come from.")
     flags.DEFINE_integer("num_ref", None, "Reference images (default: the whole split).")
@@ -182,12 +217,22 @@ def main(argv: list[str]) -> None:
     del argv
     FLAGS = flags.FLAGS
     if not flags.FLAGS["verbosity"].present:
+        from gan_jax.trainer import quiet_library_logs
+
         logging.set_verbosity(logging.WARNING)
+        quiet_library_logs()
     if FLAGS.workdir is None:
         print("error: --workdir is required (the directory given to train.py).", file=sys.stderr)
         sys.exit(2)
     from gan_jax.errors import GanJaxError
+    from gan_jax.progress import Progress
 
+    print(
+        f"Scoring {FLAGS.workdir}: {FLAGS.num_samples} generated images against the "
+        f"{FLAGS.ref!r} split (reference statistics are computed once, then cached in "
+        f"{FLAGS.stats_dir or weights.default_stats_dir(FLAGS.weights)}).",
+        flush=True,
+    )
     try:
         result = evaluate_run(
             FLAGS.workdir,
@@ -203,6 +248,7 @@ def main(argv: list[str]) -> None:
             FLAGS.stats_dir,
             FLAGS.ema,
             FLAGS.best,
+            progress=Progress,
         )
     except (GanJaxError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -212,12 +258,22 @@ def main(argv: list[str]) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
+    print("\n".join(summary_lines(result, out)))
+
+
+def summary_lines(result: dict[str, Any], out: str) -> list[str]:
+    """What the command line prints for `result`: the scores, and why a score is missing."""
     scores = ", ".join(
         f"{k} {result[k]:.4g}" for k in ("fid", "kid_mean", "is_mean") if k in result
     )
-    print(f"step {result['step']}: {scores} ({result['num_images']} images); wrote {out}")
+    lines = [f"step {result['step']}: {scores} ({result['num_images']} images); wrote {out}"]
+    if "is_mean" not in result:
+        lines.append(f"No Inception Score: {NO_INCEPTION_SCORE}")
+    return lines
 
 
 if __name__ == "__main__":
+    from gan_jax import console
+
     define_flags()
-    app.run(main)
+    console.run(main)
