@@ -68,7 +68,9 @@ def save_checkpoint(
     Blocks until the files are complete and returns the checkpoint directory. Only
     the newest `keep` checkpoints in `directory` are kept (None keeps all); an
     existing checkpoint of the same step is left as it is. `config` and `rng` are
-    stored too when given, so that `train.py` can resume from the checkpoint.
+    stored too when given, so that `train.py` can resume from the checkpoint; with
+    `config`, `load_run`, `python -m gan_jax.sample` and `python -m gan_jax.evaluate`
+    read `directory` (or its parent, when it is `<run>/checkpoints`) like a trainer workdir.
 
     Example:
       >>> import os, tempfile, jax, gan_jax

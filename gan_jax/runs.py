@@ -22,8 +22,21 @@ class Run(NamedTuple):
     step: int
 
 
+def checkpoint_folder(workdir: str) -> str:
+    """The checkpoints of `workdir`: its `checkpoints/`, or `workdir` itself when it has no
+    such folder (a directory given to `save_checkpoint`, holding the step folders)."""
+    inner = os.path.join(workdir, "checkpoints")
+    if os.path.isdir(inner) or os.path.exists(os.path.join(workdir, "config.json")):
+        return inner
+    return workdir if os.path.isdir(workdir) else inner
+
+
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config a run in `workdir` was trained with (its `config.json`).
+
+    Without a `config.json`, the config stored in the newest checkpoint is used:
+    `workdir` may also be a directory given to `save_checkpoint(..., config=config)`
+    or its parent.
 
     Example:
       >>> import contextlib, io, gan_jax
@@ -37,20 +50,26 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
       ('digits', 16, 2)
     """
     path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        raise CheckpointError(
-            f"{path} not found: {workdir} is not a training workdir; pass the --workdir "
-            "given to train.py."
-        )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    if os.path.exists(path):
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    meta = checkpoint.newest_meta_in(checkpoint_folder(workdir))
+    if meta is not None and meta.get("config"):
+        return ml_collections.ConfigDict(meta["config"])
+    found = "its checkpoints hold no config" if meta is not None else "nor checkpoints"
+    raise CheckpointError(
+        f"{path} not found ({found}): {workdir} is not a training workdir; pass the "
+        "--workdir given to train.py, or a directory written by "
+        "gan_jax.save_checkpoint(..., config=config)."
+    )
 
 
 def load_run(workdir: str, step: int | None = None, best: bool = False) -> Run:
     """Restores the newest (or the given) checkpoint of the run in `workdir`.
 
     With `best=True`, restores the best-FID checkpoint the trainer keeps when
-    `config.eval_every_steps` is set.
+    `config.eval_every_steps` is set. `workdir` may also be a directory given to
+    `save_checkpoint(..., config=config)`, or its parent (see `load_config`).
 
     Example:
       >>> import contextlib, io, jax, gan_jax
@@ -68,8 +87,8 @@ def load_run(workdir: str, step: int | None = None, best: bool = False) -> Run:
     config = load_config(workdir)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     g_state, d_state = create_train_states(config, init_key)
-    folder = BEST_DIR if best else "checkpoints"
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, folder), keep=None)
+    folder = os.path.join(workdir, BEST_DIR) if best else checkpoint_folder(workdir)
+    ckpt = checkpoint.Checkpointer(folder, keep=None)
     try:
         if ckpt.latest_step() is None:
             hint = (
