@@ -99,3 +99,19 @@ def test_extract_reports_every_finished_batch(monkeypatch):
     acts = extractor.extract(iter(batches), num_images=10, progress=calls.append)
     assert acts.features.shape == (10, 2)
     assert calls == [0, 4, 4, 2]  # 0 first: the bar shows while the first batch compiles.
+
+
+def test_extractors_without_a_progress_argument_still_work():
+    import types
+
+    from gan_jax import metrics
+
+    def extract(batches, num_images=None):  # a caller's own extractor, as in the docs
+        x = np.concatenate(list(batches))[:num_images]
+        return metrics.Activations(x.reshape(len(x), -1), None, "tf1", "pixels")
+
+    extractor = types.SimpleNamespace(extract=extract, resize_mode="tf1", weights_id="pixels")
+    images = np.random.default_rng(0).uniform(-1, 1, (8, 2, 2, 1))
+    calls: list[int] = []
+    ref = metrics.reference_stats([images], None, {}, extractor, progress=calls.append)
+    assert ref.num_images == 8 and calls == []

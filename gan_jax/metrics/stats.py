@@ -11,6 +11,7 @@ or the network recomputes it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
@@ -91,9 +92,17 @@ def _extract(
     progress: Callable[[int], None] | None,
 ) -> Activations:
     # Extractors of the caller's own (see the examples) need not take `progress`.
-    if progress is None:
+    if progress is None or not _takes_progress(extractor.extract):
         return extractor.extract(images, num_images)
     return extractor.extract(images, num_images, progress=progress)
+
+
+def _takes_progress(extract: Callable[..., Activations]) -> bool:
+    try:
+        params = inspect.signature(extract).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "progress" or p.kind is p.VAR_KEYWORD for p in params)
 
 
 def _mismatch(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
