@@ -1,7 +1,8 @@
 """Trains a DCGAN: `python train.py --config configs/default.py --workdir DIR`.
 
 Any config field can be overridden on the command line, e.g.
-`--config.batch_size=256`. Rerunning the same command resumes the run.
+`--config.batch_size=256` (docs/config.md lists them). Rerunning the same command
+resumes the run.
 Exit status: 0 when done, 2 for a problem to fix (one `error:` line on stderr),
 75 when stopped by SIGTERM/Ctrl-C after saving (rerun to resume).
 """
@@ -13,7 +14,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's C++ start-up chatter.
 
-from absl import app, flags  # noqa: E402
+from absl import flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -42,12 +43,6 @@ _MULTIHOST = flags.DEFINE_boolean(
 )
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    from gan_jax import cli
-
-    return cli.parse_flags(argv)
-
-
 def main(argv: list[str]) -> None:
     from gan_jax import cli, distributed, trainer
     from gan_jax.errors import GanJaxError
@@ -70,4 +65,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    from gan_jax import cli
+
+    cli.run(main)  # Flag errors as one `error:` line, --help with status 0.

@@ -13,5 +13,5 @@ for step in range(500):
     g_state, d_state, metrics = train_step(g_state, d_state, next(batches), rng)
 print({name: round(float(value), 3) for name, value in metrics.items()})
 images = gan_jax.generate(g_state, jax.random.key(1), 64)  # (64, 16, 16, 1) in [-1, 1]
-gan_jax.save_png("samples.png", gan_jax.make_grid(images))
-gan_jax.save_checkpoint("checkpoints", g_state, d_state, config=config)
+gan_jax.save_png("my_run/samples.png", gan_jax.make_grid(images))  # my_run/ is created
+gan_jax.save_checkpoint("my_run/checkpoints", g_state, d_state, config=config)

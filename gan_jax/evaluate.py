@@ -7,7 +7,9 @@ checkpoint, compares them with the reference split of the run's dataset (read
 through the training input pipeline, so at the training resolution and channel
 count) and writes the scores to `<workdir>/eval/step_<step>.json`. Reference
 statistics are cached in `--stats_dir` and reused while the dataset, split, image
-size, number of images, resize mode and network stay the same.
+size, number of images, resize mode and network stay the same. The Inception Score
+needs weights with the classifier head, which the default conversion (`default_1.pt`)
+does not have.
 
 This module builds the image batches; `gan_jax.metrics` scores them.
 """
@@ -20,17 +22,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from gan_jax import cli, rundir
 from gan_jax.errors import GanJaxError
-from gan_jax.fid_monitor import generated_images, reference_meta, score_generator
+from gan_jax.fid_monitor import ProgressFactory, generated_images, reference_meta, score_generator
 from gan_jax.metrics import weights
 from gan_jax.metrics.extractor import InceptionExtractor
 from gan_jax.metrics.preprocess import RESIZE_MODES
 from gan_jax.metrics.scorer import stats_path
+from gan_jax.progress import Progress
 
 __all__ = [
+    "NO_INCEPTION_SCORE",
     "define_flags",
     "evaluate_generator",
     "evaluate_run",
@@ -38,7 +42,15 @@ __all__ = [
     "main",
     "reference_meta",
     "stats_path",
+    "summary_lines",
 ]
+
+# Why a result has no `is_mean`: the scorer computes IS whenever the weights have logits.
+NO_INCEPTION_SCORE = (
+    "these Inception weights have no classifier head (the conversion of default_1.pt keeps "
+    "the feature layers only); convert pytorch-fid's pt_inception-2015-12-05-6726825d.pth "
+    "for it (docs/evaluation.md)."
+)
 
 
 def read_images(config: Any, **kwargs: Any) -> Iterator[np.ndarray]:
@@ -47,6 +59,13 @@ def read_images(config: Any, **kwargs: Any) -> Iterator[np.ndarray]:
     from gan_jax import input_pipeline
 
     return input_pipeline.iterate_images(config, **kwargs)
+
+
+def count_images(config: Any, split: str) -> int:
+    """`gan_jax.input_pipeline.split_size`, imported on the first call (as `read_images`)."""
+    from gan_jax import input_pipeline
+
+    return input_pipeline.split_size(config, split)
 
 
 def evaluate_generator(
@@ -60,8 +79,14 @@ def evaluate_generator(
     kid_features: int = 10_000,
     stats_dir: str | None = None,
     ema: bool = True,
+    progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
-    """Scores a generator state against split `ref` of `config`'s dataset."""
+    """Scores a generator state against split `ref` of `config`'s dataset.
+
+    `progress(description, total)`, when given, makes a bar for each long phase as it
+    starts: an object with `update(n)` and `close()`, such as `gan_jax.progress.Progress`
+    or a tqdm. Cached reference statistics make no bar.
+    """
     return score_generator(
         g_state,
         config,
@@ -74,6 +99,8 @@ def evaluate_generator(
         kid_features=kid_features,
         stats_dir=stats_dir,
         ema=ema,
+        progress=progress,
+        count_images=count_images,
     )
 
 
@@ -91,10 +118,11 @@ def evaluate_run(
     stats_dir: str | None = None,
     ema: bool = True,
     best: bool = False,
+    progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """Scores the newest (or `step`, or the best-FID) checkpoint of the run in `workdir`.
 
-    What the command line writes.
+    What the command line writes; `progress` as in `evaluate_generator`.
     """
     run = rundir.load_run(workdir, step, best=best)
     extractor = InceptionExtractor(weights_path, resize_mode=resize, batch_size=batch_size)
@@ -109,6 +137,7 @@ def evaluate_run(
         kid_features,
         stats_dir or weights.default_stats_dir(weights_path),
         ema,
+        progress,
     )
     return {"step": run.step, "checkpoint": "best" if best else "latest", **result}
 
@@ -116,7 +145,9 @@ def evaluate_run(
 def define_flags() -> None:
     """Defines the command line's flags (only when run as a program, so that importing
     this module next to another absl program never clashes with its flags)."""
-    flags.DEFINE_string("workdir", None, "Training workdir (holds config.json, checkpoints/).")
+    flags.DEFINE_string(
+        "workdir", None, "Training workdir, or a directory written by gan_jax.save_checkpoint."
+    )
     flags.DEFINE_integer("num_samples", 10_000, "Generated images to evaluate.")
     flags.DEFINE_string("ref", "train", "Dataset split the reference statistics come from.")
     flags.DEFINE_integer("num_ref", None, "Reference images (default: the whole split).")
@@ -142,6 +173,12 @@ def main(argv: list[str]) -> None:
     cli.quiet_library_logs()
     f = flags.FLAGS
     cli.require_workdir(f.workdir)
+    print(
+        f"Scoring {f.workdir}: {f.num_samples} generated images against the {f.ref!r} split "
+        "(reference statistics are computed once, then cached in "
+        f"{f.stats_dir or weights.default_stats_dir(f.weights)}).",
+        flush=True,
+    )
     try:
         result = evaluate_run(
             f.workdir,
@@ -157,6 +194,7 @@ def main(argv: list[str]) -> None:
             f.stats_dir,
             f.ema,
             f.best,
+            progress=Progress,
         )
     except (GanJaxError, FileNotFoundError) as e:
         cli.fail(str(e))
@@ -164,12 +202,20 @@ def main(argv: list[str]) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as file:
         json.dump(result, file, indent=2)
+    print("\n".join(summary_lines(result, out)))
+
+
+def summary_lines(result: dict[str, Any], out: str) -> list[str]:
+    """What the command line prints for `result`: the scores, and why a score is missing."""
     scores = ", ".join(
         f"{k} {result[k]:.4g}" for k in ("fid", "kid_mean", "is_mean") if k in result
     )
-    print(f"step {result['step']}: {scores} ({result['num_images']} images); wrote {out}")
+    lines = [f"step {result['step']}: {scores} ({result['num_images']} images); wrote {out}"]
+    if "is_mean" not in result:
+        lines.append(f"No Inception Score: {NO_INCEPTION_SCORE}")
+    return lines
 
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

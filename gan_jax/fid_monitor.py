@@ -30,7 +30,7 @@ import ml_collections
 import numpy as np
 from jax.experimental import multihost_utils
 
-from gan_jax import checkpoint, rundir
+from gan_jax import checkpoint, progress, rundir
 from gan_jax.errors import ConfigError
 from gan_jax.metrics import extractor as inception
 from gan_jax.metrics import preprocess, weights
@@ -40,6 +40,11 @@ from gan_jax.step import balanced_labels, generate_from_latent, sample_latent
 
 # `read_images(config, split=..., num_examples=...)`: batches of a split in [-1, 1].
 ReadImages = Callable[..., Iterable[np.ndarray]]
+# `count_images(config, split)`: the examples in a split (`input_pipeline.split_size`).
+CountImages = Callable[[ml_collections.ConfigDict, str], int]
+# `progress(description, total)`: a bar for one phase, an object with `update(n)` and
+# `close()`, such as `gan_jax.progress.Progress` or a tqdm.
+ProgressFactory = Callable[[str, int | None], Any]
 
 _generate = jax.jit(generate_from_latent, static_argnames="use_ema")
 
@@ -132,25 +137,76 @@ def score_generator(
     kid_features: int = 10_000,
     stats_dir: str | None = None,
     ema: bool = True,
+    progress: ProgressFactory | None = None,
+    count_images: CountImages | None = None,
 ) -> dict[str, Any]:
     """Scores a generator state against split `ref` of `config`'s dataset (`metrics.score_images`).
 
     `read_images` reads the real images (`gan_jax.input_pipeline.iterate_images`); it
     is called only when the reference statistics are not cached in `stats_dir`
-    (default: `fid_stats/` beside the default weights).
+    (default: `fid_stats/` beside the default weights). `progress`, when given, makes
+    a bar for each phase as its work starts, so cached reference statistics show none;
+    `count_images` (`gan_jax.input_pipeline.split_size`) gives the reference bar its
+    total when `num_ref` does not bound it.
     """
-    result = score_images(
-        generated_images(g_state, num_samples, seed, ema=ema),
-        lambda: read_images(config, split=ref, num_examples=num_ref),
-        reference_meta(config, ref),
-        extractor=extractor or inception.InceptionExtractor(),
-        num_images=num_samples,
-        num_ref=num_ref,
-        kid_features=kid_features,
-        stats_dir=stats_dir or weights.default_stats_dir(),
-    )
+
+    def reference_total() -> int | None:
+        if count_images is None:
+            return num_ref
+        available = count_images(config, ref)
+        return available if num_ref is None else min(num_ref, available)
+
+    phases = _Phases(progress)
+    try:
+        result = score_images(
+            generated_images(g_state, num_samples, seed, ema=ema),
+            lambda: read_images(config, split=ref, num_examples=num_ref),
+            reference_meta(config, ref),
+            extractor=extractor or inception.InceptionExtractor(),
+            num_images=num_samples,
+            num_ref=num_ref,
+            kid_features=kid_features,
+            stats_dir=stats_dir or weights.default_stats_dir(),
+            reference_progress=phases.reporter("Reference statistics", reference_total),
+            progress=phases.reporter("Generated images", lambda: num_samples),
+        )
+    finally:
+        phases.close()
     result["ema"] = bool(ema and g_state.ema_params is not None)
     return result
+
+
+class _Phases:
+    """Progress bars for the phases of an evaluation, one after the other. A phase's bar
+    is made by `progress` at its first update, closing the one before: a phase with
+    nothing to do (cached statistics) makes none and needs no total (counting a split
+    reads the dataset's metadata)."""
+
+    def __init__(self, progress: ProgressFactory | None):
+        self._progress = progress
+        self._bar: Any = None
+
+    def reporter(
+        self, description: str, total: Callable[[], int | None]
+    ) -> Callable[[int], None] | None:
+        """The callback of one phase (None without `progress`)."""
+        if self._progress is None:
+            return None
+        bar: Any = None
+
+        def update(n: int) -> None:
+            nonlocal bar
+            if bar is None:
+                self.close()
+                bar = self._bar = self._progress(description, total())
+            bar.update(n)
+
+        return update
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 class FidMonitor:
@@ -162,11 +218,18 @@ class FidMonitor:
     saves the same best checkpoint.
     """
 
-    def __init__(self, config: ml_collections.ConfigDict, workdir: str, read_images: ReadImages):
+    def __init__(
+        self,
+        config: ml_collections.ConfigDict,
+        workdir: str,
+        read_images: ReadImages,
+        count_images: CountImages | None = None,
+    ):
         self.config = config
         self.workdir = workdir
         self.every = config.eval_every_steps
         self._read_images = read_images
+        self._count_images = count_images
         self._extractor = None
         self._best = checkpoint.Checkpointer(
             rundir.checkpoint_dir(workdir, best=True), keep=1, owner=True
@@ -178,7 +241,7 @@ class FidMonitor:
     def due(self, step: int) -> bool:
         return bool(self.every) and step % self.every == 0
 
-    def _score(self, g_state: TrainState) -> dict[str, Any]:
+    def _score(self, g_state: TrainState, step: int) -> dict[str, Any]:
         config = self.config
         if self._extractor is None:
             self._extractor = inception.InceptionExtractor(
@@ -195,6 +258,10 @@ class FidMonitor:
             extractor=self._extractor,
             kid_features=min(config.eval_num_ref or 10_000, 10_000),
             stats_dir=config.fid_stats_dir or weights.default_stats_dir(weights_path(config)),
+            progress=lambda what, total: progress.Progress(
+                f"Evaluation at step {step}: {what.lower()}", total
+            ),
+            count_images=self._count_images,
         )
 
     def evaluate(
@@ -208,7 +275,7 @@ class FidMonitor:
         t = time.perf_counter()
         result: dict[str, Any] = {}
         if jax.process_index() == 0:
-            result = self._score(g_state)
+            result = self._score(g_state, step)
         fid = result.get("fid", math.nan)
         if jax.process_count() > 1:
             fid = float(multihost_utils.broadcast_one_to_all(np.float64(fid)))

@@ -13,9 +13,8 @@ the examples when it prepared the data, so windows mix well; a window as large a
 the split is a uniform permutation. Stateless permutations are fixed for a given
 TensorFlow version, whatever the global TensorFlow seed.)
 
-Images are decoded, centre-cropped to a square if they are not square, resized to
-`config.image_size` (only when the size differs), converted to `config.channels`
-and scaled from uint8 to float32 [-1, 1].
+Images are decoded, centre-cropped, resized and scaled to float32 [-1, 1] by
+`gan_jax.decode`.
 
 With `config.conditional`, batches are dicts `{"image": images, "label": int32
 labels}`; the images come in the same order as without labels. The dataset must
@@ -26,7 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import jax
 import ml_collections
@@ -35,14 +34,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from gan_jax import datasets
+from gan_jax import datasets, decode
 from gan_jax.datasets import DataError
+from gan_jax.preflight import FOLDER_PREFIX
 
 __all__ = ["DataError", "DatasetInfo", "create_input_iter", "iterate_images", "validate"]
 
 # Splits up to this size (encoded) are cached in memory after the first epoch.
 _CACHE_MAX_BYTES = 1 << 30
-_FOLDER_PREFIX = "folder:"
 _tf_devices_hidden = False
 _warned: set[str] = set()
 
@@ -166,7 +165,7 @@ def _tfds_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder
 def _folder_builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
     if config.archive_dir:
         raise DataError("--config.archive_dir is not used by folder datasets: unset it")
-    folder = config.dataset[len(_FOLDER_PREFIX) :]
+    folder = config.dataset[len(FOLDER_PREFIX) :]
     builder_config = datasets.folder_config(folder, skip_bad=config.bad_images == "skip")
     builder = datasets.ImageFolder(config=builder_config, data_dir=config.data_dir)
     _prepare_local(builder)
@@ -196,7 +195,7 @@ def _builder(config: ml_collections.ConfigDict) -> tfds.core.DatasetBuilder:
             raise DataError("--config.archive_dir is not used by digits: unset it")
         builder = datasets.Digits(data_dir=config.data_dir)
         _prepare_local(builder)
-    elif config.dataset.startswith(_FOLDER_PREFIX):
+    elif config.dataset.startswith(FOLDER_PREFIX):
         builder = _folder_builder(config)
     else:
         builder = _tfds_builder(config)
@@ -267,6 +266,16 @@ def validate(config: ml_collections.ConfigDict) -> DatasetInfo:
     )
 
 
+def split_size(config: ml_collections.ConfigDict, split: str | None = None) -> int:
+    """The number of examples in `split` (default: `config.split`) of `config`'s dataset.
+
+    Prepares the dataset if needed, like `validate`; slices like "train[:10%]" work.
+    """
+    _hide_accelerators_from_tf()
+    split = config.split if split is None else split
+    return _split_size(_builder(config), split, config.dataset)
+
+
 def _encoded_images(
     builder: tfds.core.DatasetBuilder,
     split: str | tfds.typing.SplitArg,
@@ -288,38 +297,6 @@ def _encoded_images(
     if labels:
         return ds.map(lambda example: {"image": example["image"], "label": example["label"]})
     return ds.map(lambda example: example["image"])
-
-
-def _preprocess_fn(
-    source_shape: tuple[int | None, ...], size: int, channels: int
-) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Encoded image -> float32 (size, size, channels) in [-1, 1]."""
-    source_channels = 1 if source_shape[-1] == 1 else 3
-    height, width = source_shape[0], source_shape[1]
-    square = height is not None and height == width
-    side = min(height, width) if height is not None and width is not None else None
-
-    def preprocess(encoded: tf.Tensor) -> tf.Tensor:
-        image = tf.io.decode_image(encoded, channels=source_channels, expand_animations=False)
-        image = tf.cast(image, tf.float32)
-        if not square:  # Centre crop to a square.
-            shape = tf.shape(image)
-            crop = tf.minimum(shape[0], shape[1])
-            image = tf.image.crop_to_bounding_box(
-                image, (shape[0] - crop) // 2, (shape[1] - crop) // 2, crop, crop
-            )
-        if source_channels == 3 and channels == 1:
-            image = tf.image.rgb_to_grayscale(image)
-        if side != size:
-            # Antialiasing only matters when shrinking, and it is slow: skip it when growing.
-            shrink = side is None or side > size
-            image = tf.image.resize(image, (size, size), method="bilinear", antialias=shrink)
-        if source_channels == 1 and channels == 3:
-            image = tf.tile(image, (1, 1, 3))
-        image = tf.ensure_shape(image, (size, size, channels))
-        return tf.clip_by_value(image / 127.5 - 1.0, -1.0, 1.0)
-
-    return preprocess
 
 
 def _options() -> tf.data.Options:
@@ -448,7 +425,7 @@ def create_input_iter(
         start_example=start_example,
         cache=cache,
     )
-    preprocess = _preprocess_fn(
+    preprocess = decode.training_image_fn(
         tuple(builder.info.features["image"].shape), config.image_size, config.channels
     )
     if conditional:
@@ -498,7 +475,7 @@ def iterate_images(
     ds = _encoded_images(builder, split)
     if num_examples is not None:
         ds = ds.take(num_examples)
-    preprocess = _preprocess_fn(
+    preprocess = decode.training_image_fn(
         tuple(builder.info.features["image"].shape), config.image_size, config.channels
     )
     ds = ds.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

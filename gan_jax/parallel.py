@@ -57,7 +57,13 @@ StepFn = Callable[[TrainState, TrainState, Any, jax.Array], tuple[TrainState, Tr
 def check_batch_size(batch_size: int, devices: int | None = None) -> int:
     """Returns the per-device batch size, or raises if `batch_size` does not split evenly."""
     devices = devices or jax.device_count()
-    if batch_size <= 0 or batch_size % devices:
+    if batch_size < 1:
+        example = max(devices, 128 // devices * devices)
+        raise ConfigError(
+            f"batch_size={batch_size} must be positive: it is the global batch, split over "
+            f"all devices; e.g. --config.batch_size={example}."
+        )
+    if batch_size % devices:
         suggestion = max(devices, round(batch_size / devices) * devices)
         raise ConfigError(
             f"batch_size={batch_size} (the global batch) is not divisible by the {devices} "

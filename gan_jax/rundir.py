@@ -41,6 +41,7 @@ __all__ = [
     "TENSORBOARD",
     "Run",
     "checkpoint_dir",
+    "checkpoint_folder",
     "eval_path",
     "history_path",
     "load_config",
@@ -49,6 +50,7 @@ __all__ = [
     "read_best",
     "read_metrics",
     "restore_checkpoint",
+    "run_outputs",
     "save_checkpoint",
     "save_config",
 ]
@@ -77,6 +79,26 @@ class Run(NamedTuple):
 def checkpoint_dir(workdir: Path, best: bool = False) -> str:
     """`workdir/checkpoints`, or with `best` the best-FID one's `workdir/checkpoints_best`."""
     return os.path.join(workdir, BEST_CHECKPOINTS if best else CHECKPOINTS)
+
+
+def checkpoint_folder(directory: Path) -> str:
+    """The checkpoints of `directory`: a trainer workdir's `checkpoints/`, or `directory`
+    itself when it has no such folder (one given to `save_checkpoint`, holding the step
+    folders)."""
+    directory = os.path.abspath(os.path.expanduser(directory))
+    inner = checkpoint_dir(directory)
+    if os.path.isdir(inner) or os.path.exists(os.path.join(directory, CONFIG)):
+        return inner
+    return directory
+
+
+def run_outputs(workdir: Path) -> str:
+    """Where a run's results are, for its last console line."""
+    where = [f"checkpoints in {checkpoint_dir(workdir)}"]
+    samples = os.path.join(workdir, SAMPLES)
+    if os.path.isdir(samples):
+        where.append(f"samples in {samples}")
+    return ", ".join(where)
 
 
 def history_path(workdir: Path) -> str:
@@ -114,6 +136,10 @@ def save_config(workdir: Path, config: ml_collections.ConfigDict) -> None:
 def load_config(workdir: Path) -> ml_collections.ConfigDict:
     """The config a run in `workdir` was trained with (its `config.json`).
 
+    Without a `config.json`, the config stored in the newest checkpoint is used:
+    `workdir` may also be a directory given to `save_checkpoint(..., config=config)`
+    or its parent.
+
     Example:
       >>> import contextlib, io, gan_jax
       >>> config = gan_jax.default_config()
@@ -126,20 +152,26 @@ def load_config(workdir: Path) -> ml_collections.ConfigDict:
       ('digits', 16, 2)
     """
     path = os.path.join(workdir, CONFIG)
-    if not os.path.exists(path):
-        raise CheckpointError(
-            f"{path} not found: {workdir} is not a training workdir; pass the --workdir "
-            "given to train.py."
-        )
-    with open(path) as f:
-        return ml_collections.ConfigDict(json.load(f))
+    if os.path.exists(path):
+        with open(path) as f:
+            return ml_collections.ConfigDict(json.load(f))
+    meta = checkpoint.newest_meta_in(checkpoint_folder(workdir))
+    if meta is not None and meta.get("config"):
+        return ml_collections.ConfigDict(meta["config"])
+    found = "its checkpoints hold no config" if meta is not None else "nor checkpoints"
+    raise CheckpointError(
+        f"{path} not found ({found}): {workdir} is not a training workdir; pass the "
+        "--workdir given to train.py, or a directory written by "
+        "gan_jax.save_checkpoint(..., config=config)."
+    )
 
 
 def load_run(workdir: Path, step: int | None = None, best: bool = False) -> Run:
     """Restores the newest (or the given) checkpoint of the run in `workdir`.
 
     With `best=True`, restores the best-FID checkpoint the trainer keeps when
-    `config.eval_every_steps` is set.
+    `config.eval_every_steps` is set. `workdir` may also be a directory given to
+    `save_checkpoint(..., config=config)`, or its parent (see `load_config`).
 
     Example:
       >>> import contextlib, io, jax, gan_jax
@@ -157,7 +189,8 @@ def load_run(workdir: Path, step: int | None = None, best: bool = False) -> Run:
     config = load_config(workdir)
     init_key, train_key = jax.random.split(jax.random.key(config.seed))
     g_state, d_state = create_train_states(config, init_key)
-    with checkpoint.Checkpointer(checkpoint_dir(workdir, best), keep=None) as ckpt:
+    folder = checkpoint_dir(workdir, best=True) if best else checkpoint_folder(workdir)
+    with checkpoint.Checkpointer(folder, keep=None) as ckpt:
         if ckpt.latest_step() is None:
             hint = (
                 "train with --config.eval_every_steps set to keep one"
@@ -176,13 +209,6 @@ def read_best(workdir: Path) -> dict[str, Any] | None:
         return None
     with checkpoint.Checkpointer(directory, keep=None) as ckpt:
         return ckpt.newest_meta()
-
-
-def _checkpoint_folder(directory: Path) -> str:
-    """`directory` itself, or its `checkpoints/` folder when it is a trainer workdir."""
-    directory = os.path.abspath(os.path.expanduser(directory))
-    inner = checkpoint_dir(directory)
-    return inner if os.path.isdir(inner) else directory
 
 
 def _architecture(g_state: TrainState, d_state: TrainState) -> dict[str, Any]:
@@ -219,7 +245,9 @@ def save_checkpoint(
     Blocks until the files are complete and returns the checkpoint directory. Only
     the newest `keep` checkpoints in `directory` are kept (None keeps all); an
     existing checkpoint of the same step is left as it is. `config` and `rng` are
-    stored too when given, so that `train.py` can resume from the checkpoint.
+    stored too when given, so that `train.py` can resume from the checkpoint; with
+    `config`, `load_run`, `python -m gan_jax.sample` and `python -m gan_jax.evaluate`
+    read `directory` (or its parent, when it is `<run>/checkpoints`) like a trainer workdir.
 
     Example:
       >>> import os, tempfile, jax, gan_jax
@@ -268,7 +296,7 @@ def restore_checkpoint(
       >>> int(g_state.step), jax.tree.all(same)
       (0, True)
     """
-    path = _checkpoint_folder(directory)
+    path = checkpoint_folder(directory)
     if not os.path.isdir(path):
         raise CheckpointError(f"{path} does not exist: pass a directory given to save_checkpoint.")
     if isinstance(target, ml_collections.ConfigDict):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from gan_jax import cli, images
 from gan_jax.errors import GanJaxError
@@ -28,7 +28,9 @@ from gan_jax.step import (
 def _define_flags() -> None:
     # Defined only when run as a program, so importing this module next to other
     # absl programs (tests, notebooks) defines no flags.
-    flags.DEFINE_string("workdir", None, "Training workdir (holds checkpoints/).")
+    flags.DEFINE_string(
+        "workdir", None, "Training workdir, or a directory written by gan_jax.save_checkpoint."
+    )
     flags.DEFINE_string("out", "samples.png", "Output PNG path.")
     flags.DEFINE_integer("num", 64, "Number of images (rows of the walk with --interpolate).")
     flags.DEFINE_integer("seed", 0, "Noise seed; change it for other samples.")
@@ -93,4 +95,4 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main, flags_parser=cli.parse_flags)
+    cli.run(main)

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import rundir
+from gan_jax import progress, rundir
 
 
 def say(message: str, *args: Any) -> None:
@@ -37,6 +37,7 @@ class TrainLogger:
         self._tb_dir = os.path.join(workdir, rundir.TENSORBOARD)
         self._last_time = time.perf_counter()
         self._last_step: int | None = None
+        self._started = time.perf_counter()  # For the elapsed time in the console lines.
 
     def _tb(self):
         if self._writer is None:
@@ -65,12 +66,13 @@ class TrainLogger:
         return metrics
 
     def _console(self, step: int, m: dict[str, float]) -> None:
-        width = 20
-        done = int(width * step / max(self.total, 1))
-        bar = "#" * done + "." * (width - done)
         speed = m.get("images_per_sec")
+        elapsed = time.perf_counter() - self._started
+        meter = progress.training_meter(
+            step, self.total, elapsed, speed / self.batch_size if speed else None
+        )
         text = (
-            f"[{bar}] step {step}/{self.total} | d_loss {m['d_loss']:.4f} g_loss {m['g_loss']:.4f}"
+            f"{meter} | d_loss {m['d_loss']:.4f} g_loss {m['g_loss']:.4f}"
             f" D(x) {m['d_real']:.3f} D(G(z)) {m['d_fake']:.3f}"
             + (f" | {speed:,.0f} img/s" if speed else "")
         )

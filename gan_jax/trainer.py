@@ -14,7 +14,6 @@ import dataclasses
 import json
 import math
 import os
-import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -25,11 +24,12 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import checkpoint, fid_monitor, images, models, rundir
+from gan_jax import checkpoint, fid_monitor, images, models, preflight, rundir
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
 from gan_jax.state import TrainState, create_train_states, make_models, make_spec, num_classes
 from gan_jax.step import class_grid_latents, generate_from_latent, sample_latent
+from gan_jax.stop import StopRequest
 from gan_jax.train_log import TrainLogger, say
 
 # What to do when a loss or parameter becomes NaN/inf (`config.on_nonfinite`).
@@ -78,6 +78,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             "--config.keep_checkpoints=3."
         )
     fid_monitor.validate(config)
+    preflight.check_folder_dataset(config)
     if config.on_nonfinite not in NONFINITE_POLICIES:
         raise ConfigError(
             f"on_nonfinite={config.on_nonfinite!r} is not one of {NONFINITE_POLICIES}; e.g. "
@@ -89,34 +90,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
 def _all_finite(tree: Any) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
     return jnp.all(jnp.stack(leaves))
-
-
-class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag the loop checks between steps."""
-
-    def __init__(self):
-        self.signal: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(ValueError):  # not the main thread
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        if self.signal is not None:  # a second signal: stop now
-            self.__exit__()
-            raise KeyboardInterrupt
-        self.signal = signum
-        logging.warning(
-            "Received %s: saving a checkpoint and stopping.", signal.Signals(signum).name
-        )
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
 
 
 SampleInputs = tuple[jax.Array, jax.Array | None, int | None]  # (z, labels, grid columns)
@@ -169,12 +142,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       >>> print(log.getvalue().splitlines()[-1])
       Finished at step 2; checkpoints in ...run/checkpoints.
       >>> gan_jax.train_and_evaluate(config, "run")["status"]  # resumes: nothing left to do
-      Resumed from the checkpoint of step 2 in ...run/checkpoints.
-      Nothing to do: the run in ...run already reached step 2.
+      Nothing to do: the run in ...run already reached step 2; checkpoints in ...run/checkpoints.
       'already_finished'
     """
     validate_config(config)
     parallel = Parallel(config)
+    workdir = preflight.check_workdir(workdir)  # Creates nothing yet.
+    done = checkpoint.finished_step(rundir.checkpoint_dir(workdir), config, workdir)
+    if done is not None:
+        say(
+            "Nothing to do: the run in %s already reached step %d; %s.",
+            workdir,
+            done,
+            rundir.run_outputs(workdir),
+        )
+        return {"status": "already_finished", "step": done, "metrics": {}}
+    say("Preparing the data and the model, then compiling the training step (can take minutes).")
+    from gan_jax import input_pipeline  # TensorFlow loads only once it is needed.
+
+    data_info = input_pipeline.validate(config)  # Before the workdir gets anything.
+    say(
+        "Data: %s (%d examples); %d devices, %d processes, global batch %d.",
+        data_info.name,
+        data_info.num_examples,
+        jax.device_count(),
+        jax.process_count(),
+        config.batch_size,
+    )
     workdir = rundir.prepare_workdir(workdir)
     init_key, train_key, sample_key = rng_streams(config.seed)
     # Whatever happens, the checkpointer finishes (or abandons) a pending save on closing,
@@ -187,20 +181,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         )
         start = _resume(config, workdir, ckpt, parallel, init_key, train_key)
         if start.step >= config.num_train_steps:
-            say("Nothing to do: the run in %s already reached step %d.", workdir, start.step)
+            say(
+                "Nothing to do: the run in %s already reached step %d; %s.",
+                workdir,
+                start.step,
+                rundir.run_outputs(workdir),
+            )
             return {"status": "already_finished", "step": start.step, "metrics": {}}
-
-        from gan_jax import input_pipeline  # TensorFlow loads only once it is needed.
-
-        data_info = input_pipeline.validate(config)
-        say(
-            "Data: %s (%d examples); %d devices, %d processes, global batch %d.",
-            data_info.name,
-            data_info.num_examples,
-            jax.device_count(),
-            jax.process_count(),
-            config.batch_size,
-        )
         if jax.process_index() == 0:
             rundir.save_config(workdir, config)
         batches = input_pipeline.create_input_iter(
@@ -210,7 +197,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         logger = closing.enter_context(contextlib.closing(TrainLogger(workdir, config)))
         monitor = None
         if config.eval_every_steps:
-            monitor = fid_monitor.FidMonitor(config, workdir, input_pipeline.iterate_images)
+            monitor = fid_monitor.FidMonitor(
+                config, workdir, input_pipeline.iterate_images, input_pipeline.split_size
+            )
             closing.enter_context(contextlib.closing(monitor))
         loop = _Loop(config, workdir, parallel, ckpt, logger, batches, samples, monitor)
         return loop.run(start)
@@ -244,9 +233,6 @@ def _resume(
     def compatible(meta: dict[str, Any]) -> None:
         checkpoint.check_compatible(meta, config, workdir)
 
-    newest = ckpt.newest_meta()
-    if newest is not None:
-        compatible(newest)  # Before anything is compiled.
     g_state, d_state = create_train_states(config, init_key)
     if not ckpt.all_steps():
         return _Position(g_state, d_state, train_key)
@@ -322,7 +308,13 @@ class _Loop:
         if self.ckpt.latest_step() == at.step:
             self.last_saved = at.step
         self.clock = time.perf_counter()
-        with _StopRequest() as stop:
+        say(
+            "Training from step %d to %d (the first step compiles; a line every %d steps).",
+            at.step,
+            self.config.num_train_steps,
+            self.config.log_every_steps,
+        )
+        with StopRequest() as stop:
             while True:
                 try:
                     stopped = self._train(at, train_fn, key, stop)
@@ -333,10 +325,10 @@ class _Loop:
         if stopped:
             say("Stopped at step %d after saving; rerun the same command to resume.", at.step)
             return {"status": "preempted", "step": at.step, "metrics": self.last_metrics}
-        say("Finished at step %d; checkpoints in %s.", at.step, self.ckpt.directory)
+        say("Finished at step %d; %s.", at.step, rundir.run_outputs(self.workdir))
         return {"status": "finished", "step": at.step, "metrics": self.last_metrics}
 
-    def _train(self, at: _Position, train_fn, key: jax.Array, stop: _StopRequest) -> bool:
+    def _train(self, at: _Position, train_fn, key: jax.Array, stop: StopRequest) -> bool:
         """Runs the steps to the end (returns False) or to a stop request (True, after saving)."""
         log_due = False
         self.logger.start(at.step)

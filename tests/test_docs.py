@@ -167,8 +167,11 @@ def test_readme_snippet_runs(tmp_path, monkeypatch):
     exec(compile(shrunk, str(SNIPPET), "exec"), namespace)
     assert int(namespace["g_state"].step) == 2
     assert all(np.isfinite(float(v)) for v in namespace["metrics"].values())
-    assert (tmp_path / "samples.png").stat().st_size > 0
-    assert (tmp_path / "checkpoints" / "2").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my_run"]  # nothing else in the cwd
+    assert (tmp_path / "my_run" / "samples.png").stat().st_size > 0
+    # The directory reads like a trainer workdir (what gan_jax.sample and evaluate load).
+    run = gan_jax.load_run(str(tmp_path / "my_run"))
+    assert run.step == 2 and run.config.image_size == 16
 
 
 def test_extending_guide_code_runs(tmp_path, monkeypatch):

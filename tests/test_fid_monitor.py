@@ -23,9 +23,12 @@ class ProjectionExtractor:
         self.calls = 0
         self._proj = None
 
-    def extract(self, batches, num_images=None):
+    def extract(self, batches, num_images=None, progress=None):
         self.calls += 1
         images = np.concatenate(list(batches))[:num_images]
+        if progress is not None:
+            progress(0)
+            progress(len(images))
         flat = images.reshape(len(images), -1).astype(np.float64)
         if self._proj is None:
             self._proj = np.random.default_rng(0).normal(size=(flat.shape[1], 8))
@@ -64,11 +67,18 @@ def _history(workdir):
         return [json.loads(line) for line in f]
 
 
-def test_fid_is_logged_and_the_best_state_is_kept_across_a_resume(eval_config, created, tmp_path):
+def test_fid_is_logged_and_the_best_state_is_kept_across_a_resume(
+    eval_config, created, tmp_path, capsys
+):
     from gan_jax.rundir import load_run
 
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(eval_config, workdir)
+    progress = capsys.readouterr().err  # Not a terminal: plain lines.
+    assert "Evaluation at step 2: reference statistics: 40/40 img (100%)" in progress
+    assert "Evaluation at step 4: reference statistics" not in progress  # cached by then
+    for step in (2, 4, 6):
+        assert f"Evaluation at step {step}: generated images: 24/24 img (100%)" in progress
     history = _history(workdir)
     assert [h["step"] for h in history] == [2, 4, 6]
     assert all(math.isfinite(h["fid"]) and h["fid"] > 0 for h in history)
@@ -81,9 +91,10 @@ def test_fid_is_logged_and_the_best_state_is_kept_across_a_resume(eval_config, c
     trainer.train_and_evaluate(eval_config, workdir)  # resumes at step 6
     history = _history(workdir)
     assert [h["step"] for h in history] == [2, 4, 6, 8, 10]
-    # The training clock goes on from the checkpoint's value after the resume.
+    # The training clock goes on from the checkpoint's value after the resume. (Records
+    # round it to 0.1 s, which two steps of this tiny model may take less than.)
     seconds = [h["train_seconds"] for h in history]
-    assert seconds == sorted(seconds) and seconds[0] > 0 and len(set(seconds)) == 5
+    assert seconds == sorted(seconds) and seconds[0] > 0 and seconds[3] > seconds[2]
     best = min(history, key=lambda h: h["fid"])
     meta = rundir.read_best(workdir)
     assert meta["step"] == best["step"] and meta["fid"] == pytest.approx(best["fid"])
@@ -114,7 +125,7 @@ def test_records_carry_train_seconds_and_plot(tiny_config, tmp_path, monkeypatch
     workdir = str(tmp_path / "run")
     monitor = fid_monitor.FidMonitor(tiny_config, workdir, read_images=None)
     scores = iter([{"fid": 30.0, "precision": 0.5, "recall": 0.25}, {"fid": 20.0}])
-    monkeypatch.setattr(monitor, "_score", lambda g_state: next(scores))
+    monkeypatch.setattr(monitor, "_score", lambda g_state, step: next(scores))
     try:
         first = monitor.evaluate(2, None, train_seconds=61.234)
         monitor.evaluate(4, None)  # a caller that does not time training

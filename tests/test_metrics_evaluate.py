@@ -39,7 +39,17 @@ def test_evaluate_generator_scores_and_caches_the_reference(tiny_config, tmp_pat
     kwargs = dict(
         num_samples=6, num_ref=6, extractor=extractor, kid_features=6, stats_dir=stats_dir
     )
-    result = evaluate.evaluate_generator(g_state, tiny_config, **kwargs)
+    bars: dict[str, _Bar] = {}
+
+    def progress(what, total):
+        bars[what] = _Bar(total)
+        return bars[what]
+
+    result = evaluate.evaluate_generator(g_state, tiny_config, progress=progress, **kwargs)
+    assert {what: (bar.total, bar.done, bar.closed) for what, bar in bars.items()} == {
+        "Reference statistics": (6, [0, 4, 2], True),
+        "Generated images": (6, [0, 4, 2], True),
+    }
     assert result["num_images"] == 6 and result["reference"]["num_images"] == 6
     assert result["reference"]["dataset"] == "digits" and result["resize_mode"] == "tf1"
     assert math.isfinite(result["fid"]) and result["fid"] > 0
@@ -49,8 +59,10 @@ def test_evaluate_generator_scores_and_caches_the_reference(tiny_config, tmp_pat
     assert cached == "digits-train-16x1-tf1-6.npz"
     mtime = os.path.getmtime(os.path.join(stats_dir, cached))
 
-    again = evaluate.evaluate_generator(g_state, tiny_config, **kwargs)  # same seed, cached ref
-    assert os.path.getmtime(os.path.join(stats_dir, cached)) == mtime
+    bars.clear()
+    again = evaluate.evaluate_generator(g_state, tiny_config, progress=progress, **kwargs)
+    assert os.path.getmtime(os.path.join(stats_dir, cached)) == mtime  # same seed, cached ref
+    assert list(bars) == ["Generated images"]  # the cache needs no bar
     np.testing.assert_allclose(again["fid"], result["fid"], rtol=1e-6)
 
 
@@ -85,6 +97,27 @@ def test_generated_images_are_reproducible_and_sized(tiny_config):
     c = np.concatenate(list(evaluate.generated_images(g_state, 7, seed=4, batch_size=4)))
     assert not np.allclose(c, np.concatenate(a))
     assert np.abs(c).max() <= 1.0
+
+
+class _Bar:
+    """Records what the evaluation reports to a progress bar."""
+
+    def __init__(self, total):
+        self.total, self.done, self.closed = total, [], False
+
+    def update(self, n):
+        self.done.append(n)
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_summary_says_why_the_inception_score_is_missing():
+    result = {"step": 5, "fid": 12.345, "kid_mean": 0.01, "num_images": 100}
+    lines = evaluate.summary_lines(result, "out.json")
+    assert lines[0] == "step 5: fid 12.35, kid_mean 0.01 (100 images); wrote out.json"
+    assert lines[1].startswith("No Inception Score: these Inception weights have no classifier")
+    assert len(evaluate.summary_lines({**result, "is_mean": 3.0}, "out.json")) == 1
 
 
 @pytest.mark.parametrize("module", ["gan_jax.evaluate", "gan_jax.metrics.evaluate"])

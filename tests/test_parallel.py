@@ -443,8 +443,8 @@ def test_batch_that_does_not_split_over_the_devices_is_refused(four_devices):
 
 def test_check_batch_size_suggests_a_multiple():
     assert parallel.check_batch_size(32, 8) == 4
-    for batch, devices in [(10, 4), (3, 8), (0, 2)]:
-        with pytest.raises(ConfigError, match="divisible") as e:
+    for batch, devices, problem in [(10, 4, "divisible"), (3, 8, "divisible"), (0, 2, "positive")]:
+        with pytest.raises(ConfigError, match=problem) as e:
             parallel.check_batch_size(batch, devices)
         suggested = int(str(e.value).split("--config.batch_size=")[1].rstrip("."))
         assert suggested > 0 and suggested % devices == 0

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from gan_jax import trainer
+from gan_jax.errors import GanJaxError
 from gan_jax.sample import interpolation_latents, write_samples
 
 
@@ -49,6 +50,24 @@ def test_same_checkpoint_and_flags_give_the_same_bytes(workdir, tmp_path):
     assert data[a] == data[b]
     assert data[a] != data[c]
     assert Image.open(a).size == (3 * 16 + 2 * 2, 3 * 16 + 2 * 2)
+
+
+def test_a_save_checkpoint_directory_reads_like_a_workdir(tmp_path):
+    import jax
+
+    from gan_jax import create_train_states, default_config, save_checkpoint
+
+    config = default_config()
+    config.update(dict(image_size=16, channels=1, g_width=8, d_width=8, latent_dim=16))
+    g_state, d_state = create_train_states(config, jax.random.key(0))
+    save_checkpoint(tmp_path / "run" / "checkpoints", g_state, d_state, step=3, config=config)
+    save_checkpoint(tmp_path / "bare", g_state, d_state, step=3)  # no config stored
+    # The run directory, and the directory given to save_checkpoint itself.
+    for workdir in (tmp_path / "run", tmp_path / "run" / "checkpoints"):
+        grid = write_samples(str(workdir), str(tmp_path / "grid.png"), num=4)
+        assert grid.shape == (2 * 16 + 2, 2 * 16 + 2, 1)
+    with pytest.raises(GanJaxError, match="its checkpoints hold no config"):
+        write_samples(str(tmp_path / "bare"), str(tmp_path / "grid.png"))
 
 
 def test_interpolation_rows_walk_between_two_latents():

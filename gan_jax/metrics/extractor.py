@@ -10,7 +10,7 @@ results only after dispatching batch k + 1, so transfers overlap computation.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
@@ -117,16 +117,28 @@ class InceptionExtractor:
             jnp.asarray(images_NxHxWxC), self.resize_mode, self.quantize
         )
 
-    def extract(self, batches: Iterable[np.ndarray], num_images: int | None = None) -> Activations:
-        """Features (and logits) of the images in `batches`, at most `num_images` of them."""
+    def extract(
+        self,
+        batches: Iterable[np.ndarray],
+        num_images: int | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Activations:
+        """Features (and logits) of the images in `batches`, at most `num_images` of them.
+
+        `progress`, when given, is called with 0 as the work starts (the first batch
+        compiles) and then with the number of images of each finished batch, e.g. a
+        tqdm bar's `update`.
+        """
+        report = progress or (lambda n: None)
+        report(0)
         feats, logits, pending = [], [], None
         for images, valid in _fixed_batches(batches, self.batch_size, num_images):
             out = self._forward(self._params, jax.device_put(images, self._data_sharding))
             if pending is not None:
-                _collect(pending, feats, logits)
+                report(_collect(pending, feats, logits))
             pending = (out, valid)
         if pending is not None:
-            _collect(pending, feats, logits)
+            report(_collect(pending, feats, logits))
         if not feats:
             raise ValueError("no images to evaluate: the batch iterable was empty.")
         return Activations(
@@ -141,11 +153,13 @@ class InceptionExtractor:
         return self.extract([images_NxHxWxC])
 
 
-def _collect(pending: tuple, feats: list, logits: list) -> None:
+def _collect(pending: tuple, feats: list, logits: list) -> int:
+    """Fetches a dispatched batch's results; returns its number of real images."""
     (f, lg), valid = pending
     feats.append(np.asarray(f)[:valid])
     if lg is not None:
         logits.append(np.asarray(lg)[:valid])
+    return valid
 
 
 def _fixed_batches(

@@ -22,6 +22,8 @@ from gan_jax.metrics.extractor import InceptionExtractor
 # statistics cannot be used, so that reading a dataset costs nothing on a cache hit.
 Images = Iterable[np.ndarray]
 ImageSource = Images | Callable[[], Images]
+# Called with the number of images whose features are done (0 as the work starts).
+Progress = Callable[[int], None]
 
 
 def stats_path(stats_dir: str, meta: Mapping[str, Any], resize: str, num_ref: int | None) -> str:
@@ -59,6 +61,8 @@ def score_images(
     num_ref: int | None = None,
     kid_features: int = 10_000,
     stats_dir: str | None = None,
+    reference_progress: Progress | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Scores `generated` against `reference`: a flat dict of JSON values.
 
@@ -72,6 +76,9 @@ def score_images(
       num_ref: reference images to use (None: all).
       kid_features: reference features kept for KID (0: no KID).
       stats_dir: the reference statistics' cache directory (None: no cache).
+      reference_progress, progress: called with 0 as the features of the reference
+        (only when they are not cached) and of `generated` start, then with the images
+        done, e.g. a tqdm bar's `update` (see `gan_jax.progress`).
 
     Returns `fid`, `kid_mean`/`kid_std` (with `kid_features`), `is_mean`/`is_std`
     (weights with the classifier), `num_images`, `resize_mode`, `weights_id`,
@@ -102,9 +109,10 @@ def score_images(
         extractor,
         num_images=num_ref,
         kid_features=kid_features,
+        progress=reference_progress,
     )
     t1 = time.time()
-    result = stats.evaluate_images(generated, ref, extractor, num_images)
+    result = stats.evaluate_images(generated, ref, extractor, num_images, progress=progress)
     result.update(
         reference={**reference_meta, "num_images": ref.num_images},
         seconds={"reference": round(t1 - t0, 1), "generated": round(time.time() - t1, 1)},

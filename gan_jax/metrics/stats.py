@@ -12,10 +12,11 @@ or the network recomputes it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,26 @@ def stats_from_activations(
     return Stats(mu, sigma, len(acts.features), full_meta, kept)
 
 
+def _extract(
+    extractor: InceptionExtractor,
+    images: Iterable[np.ndarray],
+    num_images: int | None,
+    progress: Callable[[int], None] | None,
+) -> Activations:
+    # Extractors of the caller's own (see the examples) need not take `progress`.
+    if progress is None or not _takes_progress(extractor.extract):
+        return extractor.extract(images, num_images)
+    return extractor.extract(images, num_images, progress=progress)
+
+
+def _takes_progress(extract: Callable[..., Activations]) -> bool:
+    try:
+        params = inspect.signature(extract).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "progress" or p.kind is p.VAR_KEYWORD for p in params)
+
+
 def _mismatch(stored: Mapping[str, Any], expected: Mapping[str, Any]) -> list[str]:
     return [k for k, v in expected.items() if stored.get(k) != v]
 
@@ -96,6 +117,7 @@ def reference_stats(
     extractor: InceptionExtractor | None = None,
     num_images: int | None = None,
     kid_features: int = 0,
+    progress: Callable[[int], None] | None = None,
 ) -> Stats:
     """Statistics of a reference image set, read from `cache_path` when it matches.
 
@@ -107,6 +129,8 @@ def reference_stats(
       extractor: the network; None builds `InceptionExtractor()` (default weights, "tf1").
       num_images: evaluate at most this many images (None: all).
       kid_features: raw features to keep for KID (0: none).
+      progress: passed to `extractor.extract` when the statistics are computed (called
+        with the images done); never called when the cache is used.
 
     Example (with pixels as features instead of the Inception network):
       >>> import numpy as np, types
@@ -140,7 +164,7 @@ def reference_stats(
         if not stale:
             return cached
         logging.info("reference statistics %s are stale (%s); recomputing.", cache_path, stale)
-    acts = extractor.extract(images, num_images)
+    acts = _extract(extractor, images, num_images, progress)
     stats = stats_from_activations(acts, expected, kid_features)
     if cache_path:
         stats.save(cache_path)
@@ -194,6 +218,7 @@ def evaluate_images(
     kid: bool = True,
     inception_score: bool = True,
     prdc: bool = True,
+    progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """FID (and KID / IS / PRDC when possible) of an image set against reference statistics.
 
@@ -202,7 +227,8 @@ def evaluate_images(
     compares equally many real and generated features (the papers' setting; the scores
     depend on the set sizes): min(len(reference.features), generated) of each, a seeded
     random subset of the reals and the first of the generated. Returns flat scalars plus
-    `num_images`, `resize_mode` and `weights_id`.
+    `num_images`, `resize_mode` and `weights_id`. `progress` is passed to
+    `extractor.extract` (called with the images done).
 
     Example (with pixels as features instead of the Inception network):
       >>> import numpy as np, types
@@ -221,7 +247,7 @@ def evaluate_images(
        'recall', 'resize_mode', 'weights_id']
     """
     extractor = extractor or InceptionExtractor(resize_mode=reference.meta["resize_mode"])
-    acts = extractor.extract(images, num_images)
+    acts = _extract(extractor, images, num_images, progress)
     generated = stats_from_activations(acts)
     result: dict[str, Any] = {"fid": fid(generated, reference)}
     if kid and reference.features is not None:
