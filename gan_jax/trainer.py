@@ -24,7 +24,7 @@ import ml_collections
 import numpy as np
 from absl import logging
 
-from gan_jax import checkpoint, fid_monitor, images, models, preflight, rundir
+from gan_jax import checkpoint, fid_monitor, images, preflight, rundir
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
 from gan_jax.state import TrainState, create_train_states, make_models, make_spec, num_classes
@@ -47,7 +47,6 @@ def rng_streams(seed: int) -> tuple[jax.Array, jax.Array, jax.Array]:
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError for values the trainer cannot run with (before any compilation)."""
     try:
-        models.num_stages(config.image_size)
         make_spec(config)
         make_models(config)
     except ValueError as e:
