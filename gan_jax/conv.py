@@ -1,14 +1,12 @@
 """Convolution kernels shared by the networks.
 
 NHWC activations with (kh, kw, in, out) kernels: XLA convolutions arranged the way
-XLA:CPU runs fastest, and 1x1 convolutions as plain matrix products (several that
-read the same input as one product). All of them compute what
+XLA:CPU runs fastest, and 1x1 convolutions as plain matrix products. Both compute what
 `jax.lax.conv_general_dilated` computes, to float32 rounding.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -61,21 +59,3 @@ def pointwise_conv(x_NxHxWxC: jax.Array, kernel: jax.Array, precision: Any = Non
     out = kernel.shape[-1]
     y = jnp.dot(x_NxHxWxC.reshape(n * h * w, c), kernel.reshape(c, out), precision=precision)
     return y.reshape(n, h, w, out)
-
-
-def pointwise_convs(
-    x_NxHxWxC: jax.Array, kernels: Sequence[jax.Array], precision: Any = None
-) -> list[jax.Array]:
-    """Several 1x1 convolutions of the same input as ONE product (kernels concatenated).
-
-    One product with the summed output width runs faster than one per kernel on
-    small inputs (17x17, 8x8), where a narrow product cannot keep the CPU busy.
-    Returns one output per kernel.
-    """
-    sizes = [k.shape[-1] for k in kernels]
-    y = pointwise_conv(x_NxHxWxC, jnp.concatenate(kernels, axis=-1), precision)
-    outs, start = [], 0
-    for size in sizes:
-        outs.append(y[..., start : start + size])
-        start += size
-    return outs

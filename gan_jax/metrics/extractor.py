@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from gan_jax.metrics import preprocess, weights
+from gan_jax.metrics import inception, preprocess, weights
 from gan_jax.metrics.inception import NUM_CLASSES, InceptionV3
 
 # Images per device per step. On CPU the CPU time per image hardly depends on it
@@ -111,16 +111,16 @@ class InceptionExtractor:
         self.batch_size = -(-size // n) * n
         self._data_sharding = NamedSharding(self.mesh, PartitionSpec("batch"))
         replicated = NamedSharding(self.mesh, PartitionSpec())
-        self._params = jax.device_put(params, replicated)
         model = InceptionV3(
             num_classes=NUM_CLASSES if self.with_logits else None,
             classifier_bias=classifier_bias,
             stem_batch=n if devices[0].platform == "cpu" else 0,  # one image per device
         )
+        self._variables = jax.device_put(inception.prepare(model, params), replicated)
 
-        def forward(params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array | None]:
+        def forward(variables: dict, images: jax.Array) -> tuple[jax.Array, jax.Array | None]:
             x = preprocess.to_inception_input(images, self.resize_mode, quantize)
-            return model.apply({"params": params}, x)
+            return model.apply(variables, x)
 
         self._forward = jax.jit(
             forward,
@@ -139,7 +139,7 @@ class InceptionExtractor:
         """Features (and logits) of the images in `batches`, at most `num_images` of them."""
         feats, logits, pending = [], [], None
         for images, valid in _fixed_batches(batches, self.batch_size, num_images):
-            out = self._forward(self._params, jax.device_put(images, self._data_sharding))
+            out = self._forward(self._variables, jax.device_put(images, self._data_sharding))
             if pending is not None:
                 _collect(pending, feats, logits)
             pending = (out, valid)

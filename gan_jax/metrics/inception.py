@@ -151,20 +151,28 @@ def _max_pool_3x3_same(x: jax.Array) -> jax.Array:
 
 def _pointwise_branches(
     x: jax.Array,
-    branches: Sequence[Weights],
-    avg_pool_branch: Weights | None,
+    kernel: jax.Array,
+    biases: Sequence[jax.Array],
+    pool_bias: jax.Array | None,
     dtype: Any,
     precision: Any,
 ) -> list[jax.Array]:
-    """A block's 1x1 layers that read `x`, and its average-pool branch, from ONE product."""
-    weights = [*branches, avg_pool_branch] if avg_pool_branch is not None else list(branches)
-    kernels = [kernel.astype(dtype) for kernel, _ in weights]
-    outs = conv_kernels.pointwise_convs(x.astype(dtype), kernels, precision)
-    biases = [bias for _, bias in branches]
-    acts = [_bias_relu(y, b) for y, b in zip(outs[: len(biases)], biases, strict=True)]
-    if avg_pool_branch is not None:
-        acts.append(_bias_relu(_avg_pool_3x3(outs[-1]), avg_pool_branch[1]))
+    """A block's 1x1 layers that read `x`, and its average-pool branch, from ONE product.
+
+    `kernel` is the layers' kernels concatenated (the pool branch's last), `biases`
+    theirs, `pool_bias` the pool branch's (None: no pool branch in the product).
+    """
+    sizes = [b.shape[0] for b in biases] + ([] if pool_bias is None else [pool_bias.shape[0]])
+    y = conv_kernels.pointwise_conv(x.astype(dtype), kernel.astype(dtype), precision)
+    outs = jnp.split(y, np.cumsum(sizes)[:-1], axis=-1)
+    acts = [_bias_relu(o, b) for o, b in zip(outs[: len(biases)], biases, strict=True)]
+    if pool_bias is not None:
+        acts.append(_bias_relu(_avg_pool_3x3(outs[-1]), pool_bias))
     return acts
+
+
+# Collection of the kernels that `prepare` concatenates once instead of at every call.
+PREPARED = "prepared"
 
 
 class _Block(nn.Module):
@@ -180,10 +188,17 @@ class _Block(nn.Module):
         """`branches`: (name, features) of the 1x1 layers; the pool branch is `branch_pool`."""
         c = x.shape[-1]
         weights = [ConvWeights(f, name=name)(c) for name, f in branches]
-        pool = None
         if avg_pool_branch is not None:
-            pool = ConvWeights(avg_pool_branch, name="branch_pool")(c)
-        return _pointwise_branches(x, weights, pool, self.dtype, self.precision)
+            weights.append(ConvWeights(avg_pool_branch, name="branch_pool")(c))
+        if self.has_variable(PREPARED, "pointwise_kernel"):
+            kernel = self.get_variable(PREPARED, "pointwise_kernel")
+        else:
+            kernel = jnp.concatenate([k for k, _ in weights], axis=-1)
+            if self.is_mutable_collection(PREPARED) and not self.is_initializing():
+                self.put_variable(PREPARED, "pointwise_kernel", kernel)
+        biases = [b for _, b in weights[: len(branches)]]
+        pool_bias = weights[-1][1] if avg_pool_branch is not None else None
+        return _pointwise_branches(x, kernel, biases, pool_bias, self.dtype, self.precision)
 
 
 class InceptionA(_Block):
@@ -341,6 +356,30 @@ class InceptionV3(nn.Module):
                 features
             )
         return features, logits
+
+
+def prepare(model: InceptionV3, params: dict) -> dict:
+    """The variables to apply `model` with: `params`, and each block's 1x1 kernels
+    concatenated once (collection "prepared"), which every call concatenates otherwise
+    (~3% of a CPU batch of 8).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from gan_jax.metrics import inception
+      >>> model = inception.InceptionV3()
+      >>> shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 299, 299, 3)))
+      >>> params = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes["params"])
+      >>> variables = inception.prepare(model, params)
+      >>> variables["prepared"]["Mixed_7c"]["pointwise_kernel"].shape  # 320 + 384 + 448
+      (1, 1, 2048, 1152)
+    """
+
+    def concatenated(p: dict) -> dict:
+        # Only the prepared collection is returned: XLA drops the rest of the network.
+        x = jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3), model.dtype)
+        return model.apply({"params": p}, x, mutable=[PREPARED])[1][PREPARED]
+
+    return {"params": params, PREPARED: jax.jit(concatenated)(params)}
 
 
 class Classifier(nn.Module):
