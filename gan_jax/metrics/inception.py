@@ -20,7 +20,12 @@ exact in real arithmetic; float32 results agree with the graph's to ~1e-6):
 * the average-pool branch convolves first and pools after: a 1x1 convolution (per
   pixel) and the average pool (per channel, fixed weights) commute, so its kernel
   joins the block's one product and the pool averages 32-192 channels, not 192-2048;
-* pools are maxima / sums of shifted slices, one separable pass per axis.
+* pools are maxima / sums of shifted slices, one separable pass per axis;
+* on CPU the stem runs one image at a time (`stem_batch`), and `prepare` concatenates
+  the 1x1 kernels once instead of at every call.
+
+`InceptionExtractor` does all of this (and compiles for XLA:CPU's Eigen kernels); a
+plain `InceptionV3().apply({"params": params}, x)` computes the same features.
 """
 
 from __future__ import annotations
