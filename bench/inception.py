@@ -84,9 +84,10 @@ class JaxRunner:
             self.small = np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3), np.uint8)
         else:
             params, _ = weights.load_weights(None)
-            model = inception.InceptionV3()
+            cpu = jax.default_backend() == "cpu"
+            options = extractor.cpu_compiler_options() if cpu else None
+            model = inception.InceptionV3(pad_unpadded=cpu and options is None)
             self.params = jax.device_put(inception.prepare(model, params))
-            options = extractor.cpu_compiler_options() if jax.default_backend() == "cpu" else None
             self.fn = jax.jit(model.apply, compiler_options=options)
         self.device = jax.devices()[0].device_kind
 

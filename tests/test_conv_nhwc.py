@@ -41,9 +41,11 @@ def test_conv_nhwc_equals_lax(size, kernel, strides, padding):
     x = _random((2, size, size + 1, 5), 0)
     k = _random((*kernel, 5, 6), 1)
     expected = _reference(x, k, strides, padding)
-    got = jax.jit(conv.conv_nhwc, static_argnums=(2, 3))(x, k, strides, padding)
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    for pad_unpadded in (True, False):
+        f = jax.jit(conv.conv_nhwc, static_argnums=(2, 3, 4, 5))
+        got = f(x, k, strides, padding, None, pad_unpadded)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_same_padding_keeps_the_size():

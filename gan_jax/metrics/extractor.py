@@ -111,10 +111,13 @@ class InceptionExtractor:
         self.batch_size = -(-size // n) * n
         self._data_sharding = NamedSharding(self.mesh, PartitionSpec("batch"))
         replicated = NamedSharding(self.mesh, PartitionSpec())
+        cpu = devices[0].platform == "cpu"
+        options = cpu_compiler_options() if cpu else None
         model = InceptionV3(
             num_classes=NUM_CLASSES if self.with_logits else None,
             classifier_bias=classifier_bias,
-            stem_batch=n if devices[0].platform == "cpu" else 0,  # one image per device
+            stem_batch=n if cpu else 0,  # one image per device
+            pad_unpadded=cpu and options is None,  # only YNNPACK's kernels need it
         )
         self._variables = jax.device_put(inception.prepare(model, params), replicated)
 
@@ -126,7 +129,7 @@ class InceptionExtractor:
             forward,
             in_shardings=(replicated, self._data_sharding),
             out_shardings=self._data_sharding,
-            compiler_options=cpu_compiler_options() if devices[0].platform == "cpu" else None,
+            compiler_options=options,
         )
 
     def network_input(self, images_NxHxWxC: np.ndarray) -> jax.Array:

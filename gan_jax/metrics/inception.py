@@ -84,6 +84,7 @@ def conv_relu(
     same: bool = True,
     dtype: Any = jnp.float32,
     precision: Any = None,
+    pad_unpadded: bool = True,
 ) -> jax.Array:
     """ReLU(conv(x) + bias) with "same" padding (stride 1) or none."""
     kernel, bias = weights
@@ -92,7 +93,7 @@ def conv_relu(
         y = conv_kernels.pointwise_conv(x, kernel, precision)
     else:
         padding = conv_kernels.same_padding(kernel.shape[:2]) if same else ((0, 0), (0, 0))
-        y = conv_kernels.conv_nhwc(x, kernel, strides, padding, precision)
+        y = conv_kernels.conv_nhwc(x, kernel, strides, padding, precision, pad_unpadded)
     return _bias_relu(y, bias)
 
 
@@ -105,11 +106,14 @@ class ConvReLU(nn.Module):
     same: bool = True
     dtype: Any = jnp.float32
     precision: Any = None
+    pad_unpadded: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         weights = _KernelBias((*self.kernel, x.shape[-1], self.features), name="conv")()
-        return conv_relu(x, weights, self.strides, self.same, self.dtype, self.precision)
+        return conv_relu(
+            x, weights, self.strides, self.same, self.dtype, self.precision, self.pad_unpadded
+        )
 
 
 def _pool_counts(h: int, w: int) -> np.ndarray:
@@ -183,9 +187,16 @@ PREPARED = "prepared"
 class _Block(nn.Module):
     dtype: Any = jnp.float32
     precision: Any = None
+    pad_unpadded: bool = True
 
     def conv(self, *args: Any, **kwargs: Any) -> ConvReLU:
-        return ConvReLU(*args, dtype=self.dtype, precision=self.precision, **kwargs)
+        return ConvReLU(
+            *args,
+            dtype=self.dtype,
+            precision=self.precision,
+            pad_unpadded=self.pad_unpadded,
+            **kwargs,
+        )
 
     def pointwise(
         self, x: jax.Array, branches: Sequence[tuple[str, int]], avg_pool_branch: int | None
@@ -324,6 +335,9 @@ class InceptionV3(nn.Module):
         over D devices give a multiple of D (each step takes images from every shard).
         None: one per local device on a CPU backend, else no loop; 0: no loop. A batch
         it does not divide runs without the loop. Results are the same either way.
+      pad_unpadded: give unpadded convolution axes one row of padding, which XLA:CPU's
+        default (YNNPACK) kernels need to run fast (`gan_jax.conv.conv_nhwc`); the
+        extractor compiles for the Eigen kernels instead and turns it off.
     """
 
     num_classes: int | None = None
@@ -331,16 +345,23 @@ class InceptionV3(nn.Module):
     dtype: Any = jnp.float32
     precision: Any = jax.lax.Precision.HIGHEST
     stem_batch: int | None = None
+    pad_unpadded: bool = True
 
     @nn.compact
     def __call__(self, x_Nx299x299x3: jax.Array) -> tuple[jax.Array, jax.Array | None]:
-        block = {"dtype": self.dtype, "precision": self.precision}
+        block = {
+            "dtype": self.dtype,
+            "precision": self.precision,
+            "pad_unpadded": self.pad_unpadded,
+        }
         stem = [ConvWeights(f, k, name=name)(c) for name, c, f, k, _, _ in _STEM]
 
         def run_stem(x: jax.Array) -> jax.Array:
             x = x.astype(self.dtype)
             for weights, (name, _, _, _, strides, same) in zip(stem, _STEM, strict=True):
-                x = conv_relu(x, weights, strides, same, self.dtype, self.precision)
+                x = conv_relu(
+                    x, weights, strides, same, self.dtype, self.precision, self.pad_unpadded
+                )
                 if name in ("Conv2d_2b_3x3", "Conv2d_4a_3x3"):
                     x = _max_pool_3x3_s2(x)
             return x
