@@ -10,7 +10,8 @@ with the process CPU time per image beside it (on a loaded machine the wall time
 thread pool that waits for preempted threads grows much faster than its CPU time).
 
 Runners (`--runners`, comma-separated):
-  jax            gan_jax's `InceptionV3`, jitted, on the 299x299 input (`--jax_batch`).
+  jax            gan_jax's `InceptionV3` on the 299x299 input (`--jax_batch`), prepared
+                 and jitted as the extractor does it.
   jax_extractor  `InceptionExtractor` on 32x32 uint8 images: its batching and the
                  resize to 299 included, i.e. what the evaluation commands pay.
   torch          the TorchScript reference network, eager, no gradients (`--torch_batch`).
@@ -83,8 +84,11 @@ class JaxRunner:
             self.small = np.random.default_rng(1).integers(0, 256, (64, 32, 32, 3), np.uint8)
         else:
             params, _ = weights.load_weights(None)
-            self.params = jax.device_put({"params": params})
-            self.fn = jax.jit(inception.InceptionV3().apply)
+            cpu = jax.default_backend() == "cpu"
+            options = extractor.cpu_compiler_options() if cpu else None
+            model = inception.InceptionV3(pad_unpadded=cpu and options is None)
+            self.params = jax.device_put(inception.prepare(model, params))
+            self.fn = jax.jit(model.apply, compiler_options=options)
         self.device = jax.devices()[0].device_kind
 
     def features(self, images_u8: Any) -> Any:

@@ -26,7 +26,7 @@ are in `gan_jax.layers`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -419,19 +419,24 @@ def conv_nhwc(
     strides: int = 1,
     padding: Padding = ((0, 0), (0, 0)),
     precision: Any = None,
+    pad_unpadded: bool = True,
 ) -> jax.Array:
     """`lax.conv_general_dilated` on NHWC, with unpadded spatial axes padded by one.
 
-    XLA:CPU runs a convolution with no padding on an axis about 3-5x slower than
-    the same convolution with some padding (measured on YNNPACK, jax 0.10). So an
-    unpadded axis gets one zero row (column) at its end: with stride 2 and an even
-    `size - kernel` no window reaches it; otherwise the one extra output row is cut off.
+    XLA:CPU's YNNPACK kernels (its default for convolutions in jax 0.10) run a
+    convolution with no padding on an axis 1.2-5x slower than the same one with some
+    padding. So an unpadded axis gets one zero row (column) at its end: with stride 2
+    and an even `size - kernel` no window reaches it; otherwise the one extra output
+    row is cut off. `pad_unpadded=False` leaves the padding as given (for XLA:CPU's
+    Eigen kernels, which have no such slow path).
     """
     kh, kw = kernel.shape[:2]
     _, h, w, _ = x_NxHxWxC.shape
     out_h = (h + sum(padding[0]) - kh) // strides + 1
     out_w = (w + sum(padding[1]) - kw) // strides + 1
-    fixed = tuple((lo, hi + 1) if (lo, hi) == (0, 0) else (lo, hi) for lo, hi in padding)
+    fixed = padding
+    if pad_unpadded:
+        fixed = tuple((lo, hi + 1) if (lo, hi) == (0, 0) else (lo, hi) for lo, hi in padding)
     y = jax.lax.conv_general_dilated(
         x_NxHxWxC,
         kernel,
@@ -451,21 +456,3 @@ def pointwise_conv(x_NxHxWxC: jax.Array, kernel: jax.Array, precision: Any = Non
     out = kernel.shape[-1]
     y = jnp.dot(x_NxHxWxC.reshape(n * h * w, c), kernel.reshape(c, out), precision=precision)
     return y.reshape(n, h, w, out)
-
-
-def pointwise_convs(
-    x_NxHxWxC: jax.Array, kernels: Sequence[jax.Array], precision: Any = None
-) -> list[jax.Array]:
-    """Several 1x1 convolutions of the same input as ONE product (kernels concatenated).
-
-    One product with the summed output width runs faster than one per kernel on
-    small inputs (17x17, 8x8), where a narrow product cannot keep the CPU busy.
-    Returns one output per kernel.
-    """
-    sizes = [k.shape[-1] for k in kernels]
-    y = pointwise_conv(x_NxHxWxC, jnp.concatenate(kernels, axis=-1), precision)
-    outs, start = [], 0
-    for size in sizes:
-        outs.append(y[..., start : start + size])
-        start += size
-    return outs

@@ -41,9 +41,11 @@ def test_conv_nhwc_equals_lax(size, kernel, strides, padding):
     x = _random((2, size, size + 1, 5), 0)
     k = _random((*kernel, 5, 6), 1)
     expected = _reference(x, k, strides, padding)
-    got = jax.jit(conv.conv_nhwc, static_argnums=(2, 3))(x, k, strides, padding)
-    assert got.shape == expected.shape
-    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    for pad_unpadded in (True, False):
+        f = jax.jit(conv.conv_nhwc, static_argnums=(2, 3, 4, 5))
+        got = f(x, k, strides, padding, None, pad_unpadded)
+        assert got.shape == expected.shape
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_same_padding_keeps_the_size():
@@ -53,14 +55,10 @@ def test_same_padding_keeps_the_size():
         assert conv.conv_nhwc(x, k, 1, conv.same_padding(kernel)).shape == (1, 6, 7, 4)
 
 
-def test_pointwise_convs_equal_one_convolution_each():
+def test_pointwise_conv_equals_a_1x1_convolution():
     x = _random((2, 5, 4, 7), 4)
-    kernels = [_random((1, 1, 7, out), 5 + out) for out in (3, 8, 1)]
-    got = jax.jit(conv.pointwise_convs, static_argnums=2)(x, kernels, HIGHEST)
-    assert len(got) == 3
-    for y, k in zip(got, kernels, strict=True):
-        expected = _reference(x, k, 1, ((0, 0), (0, 0)))
-        assert y.shape == expected.shape
-        np.testing.assert_allclose(y, expected, rtol=1e-5, atol=1e-5)
-    single = conv.pointwise_conv(x, kernels[1], HIGHEST)
-    np.testing.assert_allclose(single, got[1], rtol=1e-5, atol=1e-5)
+    k = _random((1, 1, 7, 3), 5)
+    got = jax.jit(conv.pointwise_conv, static_argnums=2)(x, k, HIGHEST)
+    expected = _reference(x, k, 1, ((0, 0), (0, 0)))
+    assert got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

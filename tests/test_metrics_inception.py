@@ -260,7 +260,10 @@ def test_pointwise_branches_equal_separate_layers_and_pool_then_convolve():
         )
 
     branches, pool = [layer(4), layer(3)], layer(5)
-    got = inception._pointwise_branches(x, branches, pool, np.float32, jax.lax.Precision.HIGHEST)
+    kernel = np.concatenate([k for k, _ in [*branches, pool]], axis=-1)
+    got = inception._pointwise_branches(
+        x, kernel, [b for _, b in branches], pool[1], np.float32, jax.lax.Precision.HIGHEST
+    )
 
     def conv_relu(inputs, weights):
         kernel, bias = weights
@@ -272,6 +275,22 @@ def test_pointwise_branches_equal_separate_layers_and_pool_then_convolve():
     assert len(got) == 3
     for g, e in zip(got, expected, strict=True):
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_prepared_kernels_give_the_same_features(pt_weights):
+    params, _ = weights.load_weights(pt_weights)
+    model = inception.InceptionV3()
+    variables = inception.prepare(model, params)
+    assert set(variables) == {"params", "prepared"} and variables["params"] is params
+    kernel = variables["prepared"]["Mixed_5b"]["pointwise_kernel"]
+    names = ("branch1x1", "branch5x5_1", "branch3x3dbl_1", "branch_pool")  # product order
+    expected_kernel = np.concatenate(
+        [params["Mixed_5b"][n]["conv"]["kernel"] for n in names], axis=-1
+    )
+    np.testing.assert_array_equal(kernel, expected_kernel)
+    x = np.random.default_rng(7).uniform(-1, 1, (1, 299, 299, 3)).astype(np.float32)
+    apply = jax.jit(model.apply)
+    np.testing.assert_array_equal(apply(variables, x)[0], apply({"params": params}, x)[0])
 
 
 def test_stem_loop_gives_the_features_of_the_whole_batch():
