@@ -338,7 +338,10 @@ def _bad_input_cases(root, config_file, reference):
         "image_size": (["--config.image_size=20"], {}, "image_size=20 is not supported"),
         "batch_vs_devices": (
             ["--config.batch_size=15"],
-            {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+            {
+                "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+                + " --xla_force_host_platform_device_count=2"
+            },
             "not divisible by the 2 devices",
         ),
         "unwritable_workdir": (

@@ -216,7 +216,8 @@ def test_features_are_the_same_sharded_over_two_devices(torch, torch_net, pt_wei
         acts = ex.extract([np.load({str(tmp_path / "images.npy")!r})])
         np.save({str(tmp_path / "feats.npy")!r}, acts.features)
     """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, XLA_FLAGS=flags)
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
     got = np.load(tmp_path / "feats.npy")
     x = (images * 127.5 + 127.5 - 128.0) / 128.0  # quantize=False: the exact [0, 255] values

@@ -99,7 +99,8 @@ def run_workers(specs: list[dict], directory: Path, extra_env: list[dict] | None
         path.write_text(json.dumps(spec))
         env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV}
         env.update(
-            XLA_FLAGS=f"--xla_force_host_platform_device_count={spec['devices']}",
+            XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+            + f" --xla_force_host_platform_device_count={spec['devices']}",
             JAX_PLATFORMS="cpu",
             CUDA_VISIBLE_DEVICES="",
             TF_CPP_MIN_LOG_LEVEL="2",
