@@ -43,20 +43,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture
 def tiny_config():
-    """A small 16x16 grayscale DCGAN on the embedded digits: a step takes milliseconds."""
-    from gan_jax import default_config
+    """A small 16x16 grayscale DCGAN on the embedded digits (`tiny_gan.py`): a step takes
+    milliseconds."""
+    import tiny_gan
 
-    config = default_config()
-    config.dataset = "digits"
-    config.image_size = 16
-    config.channels = 1
-    config.g_width = 8
-    config.d_width = 8
-    config.latent_dim = 16
-    config.batch_size = 16
-    config.num_train_steps = 8
-    config.log_every_steps = 2
-    config.sample_every_steps = 4
-    config.checkpoint_every_steps = 4
-    config.num_sample_images = 4
-    return config
+    return tiny_gan.config()

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+import tiny_gan
 
 import gan_jax
 from gan_jax import distributed, parallel
@@ -183,22 +184,7 @@ def config(tmp_path_factory) -> ml_collections.ConfigDict:
     """The tiny 16x16 digits DCGAN, with the data prepared in a private directory."""
     from gan_jax import input_pipeline
 
-    config = gan_jax.default_config()
-    config.update(
-        dataset="digits",
-        data_dir=str(tmp_path_factory.mktemp("tfds")),
-        image_size=16,
-        channels=1,
-        g_width=8,
-        d_width=8,
-        latent_dim=16,
-        batch_size=16,
-        num_train_steps=8,
-        log_every_steps=2,
-        sample_every_steps=4,
-        checkpoint_every_steps=4,
-        num_sample_images=4,
-    )
+    config = tiny_gan.config(data_dir=str(tmp_path_factory.mktemp("tfds")))
     input_pipeline.validate(config)  # Prepared once here, not raced by the workers.
     return config
 
