@@ -15,6 +15,7 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
 
+import gc  # noqa: E402
 import tempfile  # noqa: E402
 
 import jax  # noqa: E402
@@ -39,6 +40,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _drop_compiled_programs():
+    """Drops each module's compiled programs and traces after it, to bound the memory of
+    the whole run; the persistent cache makes compiling one again cheap."""
+    yield
+    jax.clear_caches()
+    gc.collect()
 
 
 @pytest.fixture

@@ -60,6 +60,8 @@ def test_repository_url_matches_readme():
     )
 
 
+# Starts a Jupyter kernel that trains two width-32 models (about a minute).
+@pytest.mark.slow
 def test_runs_end_to_end(tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")

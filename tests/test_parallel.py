@@ -11,7 +11,7 @@ process of its own (`parallel_worker.py`, started with
 * the real trainer and input pipeline ("auto", the default): 8 steps on 4
   devices; the same run resumed on 2 devices from its step-4 checkpoint (also in
   "pmap", slow); two processes with 2 devices each (`jax.distributed` over
-  localhost, gloo collectives; also "pmap", slow), each reading its own shard of
+  localhost, gloo collectives; "auto" and "pmap", both slow), each reading its own shard of
   the data, training to step 4 and resuming to 8. The reference is fed the same
   global batches (for two processes, the concatenation of both shards' batches).
 
@@ -375,7 +375,9 @@ def test_checkpoint_of_4_devices_resumes_on_2(request, initial, pipeline_referen
     assert_states_close(state, want_state, f"resumed on 2 devices ({mode})")
 
 
-@pytest.mark.parametrize("mode", ["auto", pytest.param("pmap", marks=pytest.mark.slow)])
+# Two jax.distributed processes that each load TensorFlow and compile (over a minute).
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["auto", "pmap"])
 def test_two_processes_train_like_one_device_on_the_same_global_batches(
     request, initial, config, mode
 ):
