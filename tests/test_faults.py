@@ -21,6 +21,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tiny_gan
 from PIL import Image
 
 from gan_jax import default_config
@@ -32,13 +33,7 @@ TRAIN_PY = os.path.join(REPO, "train.py")
 STEPS = 40
 # Everything but the step count; the config file and the in-process runs use the same.
 FIELDS = dict(
-    dataset="digits",
-    image_size=16,
-    channels=1,
-    g_width=8,
-    d_width=8,
-    latent_dim=16,
-    batch_size=16,
+    tiny_gan.MODEL,
     log_every_steps=4,
     sample_every_steps=0,
     checkpoint_every_steps=4,
@@ -339,7 +334,10 @@ def _bad_input_cases(root, config_file, reference):
         "image_size": (["--config.image_size=20"], {}, "image_size=20 is not supported"),
         "batch_vs_devices": (
             ["--config.batch_size=15"],
-            {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"},
+            {
+                "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")
+                + " --xla_force_host_platform_device_count=2"
+            },
             "not divisible by the 2 devices",
         ),
         "unwritable_workdir": (

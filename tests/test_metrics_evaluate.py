@@ -27,6 +27,9 @@ def weights_file(tmp_path_factory):
     return out
 
 
+# Runs the 299x299 Inception network on CPU (about a minute); test_fid_monitor.py runs the
+# same scoring and caching code with a stand-in extractor by default.
+@pytest.mark.slow
 def test_evaluate_generator_scores_and_caches_the_reference(tiny_config, tmp_path, weights_file):
     import jax
 

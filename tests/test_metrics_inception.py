@@ -126,6 +126,9 @@ def _tf1_resize_torch(torch, images_u8: np.ndarray) -> np.ndarray:
     return y.numpy().transpose(0, 2, 3, 1)
 
 
+# Three more passes of the 299x299 Inception network on CPU (most of a minute);
+# test_features_match_torchscript checks the network against the reference by default.
+@pytest.mark.slow
 def test_pth_weights_end_to_end_with_padding_logits_and_inception_score(
     torch, torch_net, pt_weights, pth_file, pth_weights
 ):
@@ -203,6 +206,8 @@ def test_fixed_batches_regroup_and_pad():
         list(_fixed_batches([batches[0] * 255], 4, None))
 
 
+# A subprocess with 2 devices that loads TensorFlow and runs the Inception network.
+@pytest.mark.slow
 def test_features_are_the_same_sharded_over_two_devices(torch, torch_net, pt_weights, tmp_path):
     """The extractor on a 2-device CPU mesh (batch sharded, last batch padded) in a subprocess."""
     images = np.random.default_rng(3).uniform(-1, 1, (3, 299, 299, 3)).astype(np.float32)
@@ -216,7 +221,8 @@ def test_features_are_the_same_sharded_over_two_devices(torch, torch_net, pt_wei
         acts = ex.extract([np.load({str(tmp_path / "images.npy")!r})])
         np.save({str(tmp_path / "feats.npy")!r}, acts.features)
     """)
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
+    env = dict(os.environ, XLA_FLAGS=flags)
     subprocess.run([sys.executable, "-c", script], check=True, env=env, timeout=600)
     got = np.load(tmp_path / "feats.npy")
     x = (images * 127.5 + 127.5 - 128.0) / 128.0  # quantize=False: the exact [0, 255] values

@@ -60,6 +60,8 @@ def test_repository_url_matches_readme():
     )
 
 
+# Starts a Jupyter kernel that trains two width-32 models (about a minute).
+@pytest.mark.slow
 def test_runs_end_to_end(tmp_path, monkeypatch):
     nbclient = pytest.importorskip("nbclient")
     pytest.importorskip("ipykernel")
@@ -67,9 +69,14 @@ def test_runs_end_to_end(tmp_path, monkeypatch):
     workdir = tmp_path / "run"
     monkeypatch.setenv("GAN_JAX_NOTEBOOK_STEPS", "4")
     monkeypatch.setenv("GAN_JAX_NOTEBOOK_WORKDIR", str(workdir))
-    # The trainer and the custom loop compile the same initialisation: compile it once.
-    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax_cache"))
-    monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+    # The kernel shares the tests' persistent compilation cache (see conftest): the
+    # trainer and the custom loop compile the same initialisation once, and a second
+    # test run compiles nothing.
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", jax.config.jax_compilation_cache_dir)
+        monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
     notebook = _notebook()
     client = nbclient.NotebookClient(
         notebook,

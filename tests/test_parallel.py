@@ -11,7 +11,7 @@ process of its own (`parallel_worker.py`, started with
 * the real trainer and input pipeline ("auto", the default): 8 steps on 4
   devices; the same run resumed on 2 devices from its step-4 checkpoint (also in
   "pmap", slow); two processes with 2 devices each (`jax.distributed` over
-  localhost, gloo collectives; also "pmap", slow), each reading its own shard of
+  localhost, gloo collectives; "auto" and "pmap", both slow), each reading its own shard of
   the data, training to step 4 and resuming to 8. The reference is fed the same
   global batches (for two processes, the concatenation of both shards' batches).
 
@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+import tiny_gan
 
 import gan_jax
 from gan_jax import distributed, parallel
@@ -99,7 +100,8 @@ def run_workers(specs: list[dict], directory: Path, extra_env: list[dict] | None
         path.write_text(json.dumps(spec))
         env = {k: v for k, v in os.environ.items() if k not in _DISTRIBUTED_ENV}
         env.update(
-            XLA_FLAGS=f"--xla_force_host_platform_device_count={spec['devices']}",
+            XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+            + f" --xla_force_host_platform_device_count={spec['devices']}",
             JAX_PLATFORMS="cpu",
             CUDA_VISIBLE_DEVICES="",
             TF_CPP_MIN_LOG_LEVEL="2",
@@ -182,22 +184,7 @@ def config(tmp_path_factory) -> ml_collections.ConfigDict:
     """The tiny 16x16 digits DCGAN, with the data prepared in a private directory."""
     from gan_jax import input_pipeline
 
-    config = gan_jax.default_config()
-    config.update(
-        dataset="digits",
-        data_dir=str(tmp_path_factory.mktemp("tfds")),
-        image_size=16,
-        channels=1,
-        g_width=8,
-        d_width=8,
-        latent_dim=16,
-        batch_size=16,
-        num_train_steps=8,
-        log_every_steps=2,
-        sample_every_steps=4,
-        checkpoint_every_steps=4,
-        num_sample_images=4,
-    )
+    config = tiny_gan.config(data_dir=str(tmp_path_factory.mktemp("tfds")))
     input_pipeline.validate(config)  # Prepared once here, not raced by the workers.
     return config
 
@@ -388,7 +375,9 @@ def test_checkpoint_of_4_devices_resumes_on_2(request, initial, pipeline_referen
     assert_states_close(state, want_state, f"resumed on 2 devices ({mode})")
 
 
-@pytest.mark.parametrize("mode", ["auto", pytest.param("pmap", marks=pytest.mark.slow)])
+# Two jax.distributed processes that each load TensorFlow and compile (over a minute).
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["auto", "pmap"])
 def test_two_processes_train_like_one_device_on_the_same_global_batches(
     request, initial, config, mode
 ):

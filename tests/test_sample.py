@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tiny_gan
 from PIL import Image
 
 from gan_jax import trainer
@@ -18,23 +19,8 @@ from gan_jax.sample import interpolation_latents, write_samples
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    from gan_jax import default_config
-
-    config = default_config()
-    config.update(
-        dict(
-            dataset="digits",
-            image_size=16,
-            channels=1,
-            g_width=8,
-            d_width=8,
-            latent_dim=16,
-            batch_size=16,
-            num_train_steps=2,
-            log_every_steps=1,
-            sample_every_steps=0,
-            checkpoint_every_steps=2,
-        )
+    config = tiny_gan.config(
+        num_train_steps=2, log_every_steps=1, sample_every_steps=0, checkpoint_every_steps=2
     )
     path = str(tmp_path_factory.mktemp("run"))
     assert trainer.train_and_evaluate(config, path)["status"] == "finished"

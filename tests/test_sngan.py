@@ -85,13 +85,23 @@ def test_layers_are_table_3_of_the_paper():
     assert shapes(d.batch_stats)["conv3/sn_u"] == (512,)
 
 
-def test_full_size_models_and_one_train_step():
+@pytest.mark.parametrize(
+    "width",
+    [
+        # Compiling the paper's widths takes about a minute; the layers are checked above.
+        pytest.param(64, id="full_size", marks=pytest.mark.slow),
+        pytest.param(8, id="narrow"),
+    ],
+)
+def test_models_and_one_train_step(width):
     config = sngan_config()
+    config.g_width = config.d_width = width
     g, d = gan_jax.create_train_states(config, jax.random.key(0))
     z = jax.random.normal(jax.random.key(1), (4, 128))
-    images = gan_jax.generate_from_latent(g, z)
+    images = jax.jit(gan_jax.generate_from_latent)(g, z)
     assert images.shape == (4, 32, 32, 3) and float(jnp.max(jnp.abs(images))) <= 1.0
-    assert d.model.apply(d.variables(), images, train=False).shape == (4,)
+    logits = jax.jit(lambda v, x: d.model.apply(v, x, train=False))(d.variables(), images)
+    assert logits.shape == (4,)
     real = jax.random.uniform(jax.random.key(2), (4, 32, 32, 3), minval=-1, maxval=1)
     g1, d1, metrics = jax.jit(gan_jax.train_step)(g, d, real, jax.random.key(3))
     assert all(np.isfinite(float(m)) for m in metrics.values()), metrics
@@ -108,9 +118,14 @@ def test_dot_and_lax_paths_compute_the_same_functions(conditional):
     for impl in ("dot", "lax"):
         g = sngan.Generator(conv_impl=impl, **kw)
         d = sngan.Discriminator(conv_impl=impl, spectral_norm=True, **kw)
-        g_vars = g.init(jax.random.key(1), z, train=False, **labels)
-        x, g_updates = g.apply(g_vars, z, mutable=["batch_stats"], **labels)
-        d_vars = d.init(jax.random.key(2), x, train=False, **labels)
+        # Jitted: one compilation per function instead of one per operation.
+        g_vars = jax.jit(lambda k, g=g: g.init(k, z, train=False, **labels))(jax.random.key(1))
+        x, g_updates = jax.jit(lambda v, g=g: g.apply(v, z, mutable=["batch_stats"], **labels))(
+            g_vars
+        )
+        d_vars = jax.jit(lambda k, x, d=d: d.init(k, x, train=False, **labels))(
+            jax.random.key(2), x
+        )
 
         def d_loss(params, d=d, d_vars=d_vars, x=x):
             logits, updates = d.apply(
@@ -118,7 +133,8 @@ def test_dot_and_lax_paths_compute_the_same_functions(conditional):
             )
             return jnp.sum(logits**2), updates
 
-        (loss, d_updates), grads = jax.value_and_grad(d_loss, has_aux=True)(d_vars["params"])
+        value_and_grad = jax.jit(jax.value_and_grad(d_loss, has_aux=True))
+        (loss, d_updates), grads = value_and_grad(d_vars["params"])
         results[impl] = (g_vars, x, g_updates, d_vars, loss, d_updates, grads)
     jax.tree.map(
         lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5),

@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tiny_gan
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 2000
@@ -23,12 +24,9 @@ KILL_EVERY = 300
 # RSS may grow by this much between a third of the run and its end (allocator noise).
 RSS_SLACK_BYTES = 32 << 20
 FIELDS = dict(
-    dataset="digits",
-    image_size=16,
-    channels=1,
+    tiny_gan.MODEL,
     g_width=4,
     d_width=4,
-    latent_dim=16,
     batch_size=8,
     num_train_steps=STEPS,
     steps_per_dispatch=10,

@@ -8,6 +8,9 @@ stay close to float32 and keep parameters and BatchNorm statistics in float32.
 
 from __future__ import annotations
 
+import functools
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -32,8 +35,19 @@ def _assert_trees_close(a, b, rtol: float) -> None:
         assert _rel(x, y) <= rtol, (jax.tree_util.keystr(path[0]), _rel(x, y))
 
 
+@functools.cache
+def _initial_states(config_json: str):
+    config = gan_jax.default_config()
+    config.update(json.loads(config_json))
+    return gan_jax.create_train_states(config, jax.random.key(0))
+
+
 def _states(config, impl: str):
-    g, d = gan_jax.create_train_states(config, jax.random.key(0))
+    """The states of `config` with `impl` convolutions, each config initialised once
+    (the batch size and steps per dispatch do not enter the states)."""
+    fields = config.to_dict()
+    del fields["batch_size"], fields["steps_per_dispatch"]
+    g, d = _initial_states(json.dumps(fields, sort_keys=True))
     return g.replace(model=g.model.clone(conv_impl=impl)), d.replace(
         model=d.model.clone(conv_impl=impl)
     )
@@ -126,8 +140,9 @@ def test_dot_and_lax_share_parameters_exactly():
     z = jnp.zeros((2, 16))
     x = jnp.zeros((2, 32, 32, 3))
     for module, key, inputs in ((models.Generator, 0, z), (models.Discriminator, 1, x)):
-        a = module(width=8, conv_impl="dot").init(jax.random.key(key), inputs)
-        b = module(width=8, conv_impl="lax").init(jax.random.key(key), inputs)
+        # Jitted: one compilation each instead of one per operation.
+        a = jax.jit(module(width=8, conv_impl="dot").init)(jax.random.key(key), inputs)
+        b = jax.jit(module(width=8, conv_impl="lax").init)(jax.random.key(key), inputs)
         assert jax.tree.structure(a) == jax.tree.structure(b)
         leaves = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
         assert all(jnp.array_equal(u, v) for u, v in leaves)
@@ -157,8 +172,8 @@ def test_models_forward_and_backward_match(size, channels, width):
     for impl in ("lax", "dot"):
         g = models.Generator(size, channels, width, conv_impl=impl)
         d = models.Discriminator(size, channels, width, conv_impl=impl)
-        g_vars = g.init(jax.random.key(2), z)
-        d_vars = d.init(jax.random.key(3), x)
+        g_vars = jax.jit(g.init)(jax.random.key(2), z)
+        d_vars = jax.jit(d.init)(jax.random.key(3), x)
 
         def loss(g_params, d_params, x, g=g, d=d, g_vars=g_vars, d_vars=d_vars):
             fake, g_new = g.apply(
@@ -174,7 +189,7 @@ def test_models_forward_and_backward_match(size, channels, width):
             )
             return jnp.sum(jnp.sin(3.0 * logits)), (logits, g_new, d_new)
 
-        grads = jax.grad(loss, argnums=(0, 1, 2), has_aux=True)
+        grads = jax.jit(jax.grad(loss, argnums=(0, 1, 2), has_aux=True))
         results[impl] = grads(g_vars["params"], d_vars["params"], x)
     _assert_trees_close(results["dot"], results["lax"], 1e-4)
 
@@ -192,12 +207,23 @@ def _images(n: int = 16) -> jax.Array:
     return jax.random.uniform(jax.random.key(5), (n, 32, 32, 3), minval=-1, maxval=1)
 
 
+_step = jax.jit(gan_jax.train_step)
+
+
+@functools.cache
+def _lax_float32_step():
+    """One float32 step with XLA convolutions: the reference of three tests, run once."""
+    return _step(*_states(_small_config(), "lax"), _images(), jax.random.key(6))
+
+
 def test_train_step_dot_equals_lax_float32():
     config = _small_config()
     out, params = {}, {}
     for impl in ("lax", "dot"):
-        g, d = _states(config, impl)
-        g, d, metrics = jax.jit(gan_jax.train_step)(g, d, _images(), jax.random.key(6))
+        if impl == "lax":
+            g, d, metrics = _lax_float32_step()
+        else:
+            g, d, metrics = _step(*_states(config, impl), _images(), jax.random.key(6))
         # Gradients (Adam's moments), BatchNorm statistics and metrics agree to rounding.
         out[impl] = (g.opt_state, d.opt_state, g.batch_stats, d.batch_stats, metrics)
         params[impl] = (g.params, d.params)
@@ -213,11 +239,11 @@ def test_train_step_dot_equals_lax_float32():
 
 def test_bfloat16_step_is_close_to_float32_and_keeps_float32_state():
     config = _small_config()
-    g0, d0 = _states(config, "lax")
-    ref_g, _, ref_m = jax.jit(gan_jax.train_step)(g0, d0, _images(), jax.random.key(6))
+    g0, _ = _states(config, "lax")
+    ref_g, _, ref_m = _lax_float32_step()
     config.dtype = "bfloat16"
     g, d = _states(config, "dot")
-    step = jax.jit(gan_jax.train_step)
+    step = _step
     g, d, m = step(g, d, _images(), jax.random.key(6))
     for tree in (g.params, g.batch_stats, d.params, d.batch_stats, g.opt_state, d.opt_state):
         assert all(x.dtype in (jnp.float32, jnp.int32) for x in jax.tree.leaves(tree))
@@ -264,13 +290,13 @@ def test_dot_runs_under_the_trainers_sharded_compilation():
 @pytest.mark.parametrize("c,o,size", [(6, 3, 2), (4, 8, 4), (16, 5, 8)])
 def test_subpixel_equals_transposed_convolution(c, o, size):
     x = jax.random.normal(jax.random.key(0), (3, size, size, c))
-    params = layers.UpsampleConvTranspose(o).init(jax.random.key(1), x)
-    ref = layers.UpsampleConvTranspose(o).apply(params, x)
-    out = layers.UpsampleSubpixel(o).apply(params, x)  # Same parameter layout.
+    params = jax.jit(layers.UpsampleConvTranspose(o).init)(jax.random.key(1), x)
+    ref = jax.jit(layers.UpsampleConvTranspose(o).apply)(params, x)
+    out = jax.jit(layers.UpsampleSubpixel(o).apply)(params, x)  # Same parameter layout.
     assert out.shape == ref.shape == (3, 2 * size, 2 * size, o)
     assert _rel(out, ref) < 1e-5
     grads = [
-        jax.grad(lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, x))))(params)
+        jax.jit(jax.grad(lambda p, m=m: jnp.sum(jnp.sin(m.apply(p, x)))))(params)
         for m in (layers.UpsampleConvTranspose(o), layers.UpsampleSubpixel(o))
     ]
     _assert_trees_close(grads[1], grads[0], 1e-5)
@@ -281,8 +307,10 @@ def test_train_step_subpixel_equals_transposed_convolution():
     out = {}
     for subpixel in (False, True):
         config.subpixel = subpixel
-        g, d = _states(config, "lax")
-        g, d, metrics = jax.jit(gan_jax.train_step)(g, d, _images(), jax.random.key(6))
+        if subpixel:
+            g, d, metrics = _step(*_states(config, "lax"), _images(), jax.random.key(6))
+        else:
+            g, d, metrics = _lax_float32_step()
         out[subpixel] = (g.opt_state, d.opt_state, g.batch_stats, d.batch_stats, metrics)
     _assert_trees_close(out[True], out[False], 1e-4)
 

@@ -22,8 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+import tiny_gan
 
-from gan_jax import checkpoint, create_train_states, default_config
+from gan_jax import checkpoint, create_train_states
 from gan_jax.errors import CheckpointError, NonFiniteError
 from gan_jax.parallel import Parallel
 from gan_jax.trainer import MAX_ROLLBACKS, train_and_evaluate
@@ -32,23 +33,12 @@ REFERENCE_STEPS = 16
 
 
 def tiny(num_train_steps: int, **overrides):
-    config = default_config()
-    config.dataset = "digits"
-    config.image_size = 16
-    config.channels = 1
-    config.g_width = 8
-    config.d_width = 8
-    config.latent_dim = 16
-    config.batch_size = 16
-    config.num_train_steps = num_train_steps
-    config.log_every_steps = 2
-    config.sample_every_steps = 0
-    config.checkpoint_every_steps = 4
-    config.keep_checkpoints = 3
-    config.num_sample_images = 4
-    for name, value in overrides.items():
-        config[name] = value
-    return config
+    return tiny_gan.config(
+        num_train_steps=num_train_steps,
+        sample_every_steps=0,
+        keep_checkpoints=3,
+        **overrides,
+    )
 
 
 def steps_on_disk(workdir) -> list[int]:
