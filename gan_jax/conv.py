@@ -16,7 +16,7 @@ kernels (`conv_impl`):
 The FID Inception (`gan_jax.metrics.inception`, inference only) uses the NHWC
 kernels at the end: XLA convolutions arranged the way XLA:CPU runs fastest
 (`conv_nhwc`), and 1x1 convolutions as plain matrix products, several that read
-the same input as one product (`pointwise_convs`). All of them compute what
+the same input as one product (`pointwise_conv`). All of them compute what
 `jax.lax.conv_general_dilated` computes, to float32 rounding.
 
 This module imports nothing from gan_jax; the Flax layers that own the kernels
