@@ -88,7 +88,7 @@ def test_extract_reports_every_finished_batch(monkeypatch):
     extractor = object.__new__(InceptionExtractor)
     extractor.batch_size, extractor.with_logits = 4, False
     extractor.resize_mode, extractor.weights_id = "tf1", "pixels"
-    extractor._params, extractor._data_sharding = None, jax.devices()[0]
+    extractor._variables, extractor._data_sharding = None, jax.devices()[0]
 
     def forward(params, images):
         return images.reshape(images.shape[0], -1)[:, :2], None
