@@ -37,7 +37,7 @@ def test_evaluate_generator_scores_and_caches_the_reference(tiny_config, tmp_pat
     from gan_jax.state import create_train_states
 
     g_state, _ = create_train_states(tiny_config, jax.random.key(0))
-    extractor = InceptionExtractor(weights_file)
+    extractor = InceptionExtractor(weights_file, batch_size=4)  # 6 images: batches of 4 and 2
     stats_dir = str(tmp_path / "stats")
     kwargs = dict(
         num_samples=6, num_ref=6, extractor=extractor, kid_features=6, stats_dir=stats_dir
