@@ -156,6 +156,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             rundir.run_outputs(workdir),
         )
         return {"status": "already_finished", "step": done, "metrics": {}}
+    slow = preflight.slow_bfloat16_warning(config.dtype, jax.default_backend())
+    if slow:
+        logging.warning("%s", slow)
     say("Preparing the data and the model, then compiling the training step (can take minutes).")
     from gan_jax import input_pipeline  # TensorFlow loads only once it is needed.
 

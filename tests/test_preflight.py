@@ -101,3 +101,33 @@ def test_a_mistyped_config_field_is_named_with_the_suggestion():
     assert cli.flag_error(unknown, ["train.py", "--config.foo=1"]).startswith(
         "unknown config field 'foo' in --config.foo=1 "
     )
+
+
+CPUINFO = """processor\t: 0
+model name\t: Some Xeon
+flags\t\t: fpu sse2 avx2 avx512f {extra}
+processor\t: 1
+"""
+
+
+@pytest.mark.parametrize(
+    ("extra", "warns", "phrase"),
+    [
+        ("avx512_bf16 amx_bf16 amx_tile", False, ""),
+        ("avx512_bf16", True, "~0.85x"),
+        ("", True, "emulated"),
+    ],
+)
+def test_bfloat16_on_a_cpu_without_amx_is_flagged_as_slow(extra, warns, phrase):
+    from gan_jax.preflight import cpu_flags, slow_bfloat16_warning
+
+    flags_ = cpu_flags(CPUINFO.format(extra=extra))
+    assert "avx2" in flags_ and ("amx_bf16" in flags_) == (not warns)
+    message = slow_bfloat16_warning("bfloat16", "cpu", flags_)
+    assert (message is not None) == warns
+    if warns:
+        assert phrase in message and "--config.dtype=float32" in message
+    # float32, accelerators and machines whose flags cannot be read never warn.
+    assert slow_bfloat16_warning("float32", "cpu", flags_) is None
+    assert slow_bfloat16_warning("bfloat16", "gpu", flags_) is None
+    assert cpu_flags("no flags line here") is None
