@@ -195,3 +195,17 @@ def test_architecture_doc_names_every_module():
     modules += [f"{p.name}/" for p in package.iterdir() if (p / "__init__.py").exists()]
     missing = sorted(m for m in modules if m not in text)
     assert not missing, f"docs/architecture.md does not mention {missing}; add them."
+
+
+def _relative_links(markdown: str) -> list[str]:
+    targets = re.findall(r"\]\(([^)\s]+)\)", markdown) + re.findall(r'src="([^"]+)"', markdown)
+    return [t.split("#")[0] for t in targets if not re.match(r"[a-z]+:|#", t)]
+
+
+@pytest.mark.parametrize(
+    "page", ["README.md", *sorted(p.relative_to(ROOT).as_posix() for p in ROOT.glob("docs/*.md"))]
+)
+def test_every_relative_link_and_picture_exists(page):
+    path = ROOT / page
+    missing = [t for t in _relative_links(path.read_text()) if not (path.parent / t).exists()]
+    assert not missing, f"{page} links to files that do not exist: {missing}"
