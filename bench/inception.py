@@ -192,17 +192,19 @@ def _machine() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             info[package] = None
     info["xla_flags"] = os.environ.get("XLA_FLAGS", "")
-    info["cpu"], info["cpu_flags"] = platform.processor(), []
+    sys.path.insert(0, ROOT)
+    from gan_jax.preflight import cpu_flags
+
+    info["cpu"] = platform.processor()
     try:
         with open("/proc/cpuinfo") as f:
-            lines = f.read().splitlines()
-        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
-        flags = [ln.split(":", 1)[1].split() for ln in lines if ln.startswith("flags")]
+            names = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
         info["cpu"] = names[0] if names else info["cpu"]
-        wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
-        info["cpu_flags"] = [f for f in wanted if flags and f in flags[0]]
     except OSError:
         pass
+    flags = cpu_flags() or frozenset()
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+    info["cpu_flags"] = [f for f in wanted if f in flags]
     return info
 
 
