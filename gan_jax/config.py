@@ -126,9 +126,13 @@ def default_config() -> ml_collections.ConfigDict:
     # Generated images per evaluation (FID is biased upwards for small samples:
     # compare runs at the same count; `python -m gan_jax.evaluate` does 10k).
     config.eval_num_samples = 2_000
-    # Reference images from the training split (0: the whole split); their
+    # Reference images, the first of the split (0: the whole split); their
     # statistics are computed once and cached.
     config.eval_num_ref = 10_000
+    # Split of the reference images; None: the training split (`split`). A run on
+    # a slice of the data (split="train[:10%]") is compared with the same real
+    # images as a run on all of it with eval_split="train".
+    config.eval_split = config_dict.placeholder(str)
     # Resize to the Inception's 299x299: "tf1" (TensorFlow/StyleGAN2-ADA, the
     # FID usually quoted) or "pytorch" (pytorch-fid).
     config.eval_resize = "tf1"

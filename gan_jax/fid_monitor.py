@@ -252,7 +252,7 @@ class FidMonitor:
             config,
             self._read_images,
             num_samples=config.eval_num_samples,
-            ref=config.split,
+            ref=config.eval_split or config.split,
             num_ref=config.eval_num_ref or None,
             seed=config.seed,
             extractor=self._extractor,

@@ -171,3 +171,35 @@ def test_best_requires_a_run_that_evaluated(tiny_config, tmp_path):
     trainer.train_and_evaluate(tiny_config, workdir)
     with pytest.raises(CheckpointError, match="eval_every_steps"):
         load_run(workdir, best=True)
+
+
+@pytest.mark.parametrize(
+    "split, eval_split, expected",
+    [("train[:10%]", None, "train[:10%]"), ("train[:10%]", "train", "train")],
+)
+def test_reference_images_come_from_eval_split(
+    eval_config, tmp_path, split, eval_split, expected
+):
+    """A run on a slice of the data is scored against the real images `eval_split` names."""
+    import jax
+
+    from gan_jax import create_train_states
+
+    eval_config.split = split
+    eval_config.eval_split = eval_split
+    asked = []
+
+    def read_images(config, split, num_examples):
+        asked.append((split, num_examples))
+        rng = np.random.default_rng(0)
+        shape = (num_examples, config.image_size, config.image_size, config.channels)
+        yield rng.uniform(-1, 1, shape).astype(np.float32)
+
+    g_state, _ = create_train_states(eval_config, jax.random.key(0))
+    monitor = fid_monitor.FidMonitor(eval_config, str(tmp_path / "run"), read_images=read_images)
+    try:
+        result = monitor.evaluate(2, g_state)
+    finally:
+        monitor.close()
+    assert asked == [(expected, eval_config.eval_num_ref)]
+    assert result["reference"]["split"] == expected
