@@ -177,9 +177,7 @@ def test_best_requires_a_run_that_evaluated(tiny_config, tmp_path):
     "split, eval_split, expected",
     [("train[:10%]", None, "train[:10%]"), ("train[:10%]", "train", "train")],
 )
-def test_reference_images_come_from_eval_split(
-    eval_config, tmp_path, split, eval_split, expected
-):
+def test_reference_images_come_from_eval_split(eval_config, tmp_path, split, eval_split, expected):
     """A run on a slice of the data is scored against the real images `eval_split` names."""
     import jax
 
