@@ -72,3 +72,53 @@ def test_table_has_every_row_of_the_results_table():
 def test_a_misspelt_switch_is_refused():
     with pytest.raises(Exception, match="ema_decy"):
         _config(["--config.ema_decy=0.9"])
+
+
+def _results_table():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "results_table", ROOT / "scripts" / "results_table.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_results_table_rows_from_histories(tmp_path, capsys):
+    import json
+
+    records = {
+        "ema": [
+            {"step": 1000, "fid": 80.0, "train_seconds": 200.0},
+            {
+                "step": 2000,
+                "fid": 55.634,
+                "kid_mean": 0.04012,
+                "precision": 0.2168,
+                "recall": 0.153,
+                "density": 0.12604,
+                "coverage": 0.1721,
+                "num_images": 10000,
+                "train_seconds": 451.9,
+            },
+        ],
+        "late_collapse": [{"step": 1000, "fid": 40.0}, {"step": 2000, "fid": 90.0}],
+    }
+    runs = []
+    for name, history in records.items():
+        (tmp_path / name / "eval").mkdir(parents=True)
+        lines = "".join(json.dumps(r) + "\n" for r in history)
+        (tmp_path / name / "eval" / "history.jsonl").write_text(lines)
+        runs.append(str(tmp_path / name))
+    module = _results_table()
+    assert module.main(runs) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2] == (
+        "| ema | 2,000 | 55.63 | 0.0401 | 0.217 | 0.153 | 0.126 | 0.172 | 10,000 | 7.5 min |"
+    )
+    assert out[3] == "| late_collapse | 2,000 | 90.00 | - | - | - | - | - | - | - |"
+    assert module.main([*runs, "--best"]) == 0
+    assert capsys.readouterr().out.splitlines()[3].startswith("| late_collapse | 1,000 | 40.00 |")
+    assert module.main([str(tmp_path / "missing")]) == 2
+    assert "no evaluation history" in capsys.readouterr().err
