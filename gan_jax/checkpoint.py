@@ -39,7 +39,7 @@ from flax import serialization
 from jax.experimental import multihost_utils
 
 from gan_jax.errors import CheckpointError
-from gan_jax.state import TrainState
+from gan_jax.state import TrainState, has_lr_schedule
 
 # Config fields that change the shape or meaning of the saved parameters.
 ARCHITECTURE_FIELDS = (
@@ -65,6 +65,8 @@ def architecture(config: ml_collections.ConfigDict) -> dict[str, Any]:
         arch["spectral_norm"] = bool(config.spectral_norm)
     if "ema_decay" in config:
         arch["ema"] = bool(config.ema_decay)  # The generator's EMA parameters exist or not.
+    if "lr_schedule" in config:
+        arch["lr_schedule"] = has_lr_schedule(config)  # A schedule counter in Adam's state.
     return arch
 
 

@@ -95,6 +95,11 @@ def default_config() -> ml_collections.ConfigDict:
     config.b1 = 0.5
     config.b2 = 0.999
     config.adam_eps = 1e-8
+    # Learning-rate schedule of both optimisers: "constant", or "linear" / "cosine"
+    # decay to 0 at num_train_steps (the run's length fixes the schedule).
+    config.lr_schedule = "constant"
+    # Steps of linear learning-rate warm-up from 0 at the start (0: none).
+    config.lr_warmup_steps = 0
 
     # Devices.
     # "auto": jax.jit with the batch sharded over all devices; "pmap": jax.pmap.

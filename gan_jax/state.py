@@ -148,7 +148,72 @@ def make_spec(config: ml_collections.ConfigDict) -> GANSpec:
     )
 
 
-def _adam(learning_rate: float, config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+LR_SCHEDULES = ("constant", "linear", "cosine")
+
+
+def learning_rate(
+    base: float, updates: int, warmup: int = 0, schedule: str = "constant"
+) -> float | optax.Schedule:
+    """The learning rate of an optimiser that makes `updates` updates: `base` or a schedule.
+
+    "linear" and "cosine" decay from `base` to 0 at update `updates`; `warmup` updates
+    of linear warm-up from 0 come first. A constant rate without warm-up stays a float,
+    so that the optimiser state has no schedule counter (and checkpoints of such runs
+    keep their layout).
+
+    Example:
+      >>> lr = learning_rate(1e-3, updates=100, warmup=10, schedule="linear")
+      >>> [round(float(lr(t)), 6) for t in (0, 5, 10, 55, 100)]
+      [0.0, 0.0005, 0.001, 0.0005, 0.0]
+    """
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; use one of {LR_SCHEDULES}.")
+    if not 0 <= warmup < max(updates, 1):
+        raise ValueError(
+            f"lr_warmup_steps must be at least 0 and below num_train_steps; got {warmup} "
+            f"warm-up updates of {updates}."
+        )
+    if schedule == "constant" and not warmup:
+        return base
+    rest = max(updates - warmup, 1)
+    if schedule == "constant":
+        decay = optax.constant_schedule(base)
+    elif schedule == "linear":
+        decay = optax.linear_schedule(base, 0.0, rest)
+    else:
+        decay = optax.cosine_decay_schedule(base, rest)
+    if not warmup:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, base, warmup), decay], [warmup])
+
+
+def learning_rates(
+    config: ml_collections.ConfigDict,
+) -> tuple[float | optax.Schedule, float | optax.Schedule]:
+    """The generator's and the discriminator's learning rates (`config.lr_schedule`).
+
+    Both follow the run's steps: D updates at every step, G at every `n_dis`-th, so
+    G's schedule spans num_train_steps // n_dis updates (warm-up likewise).
+    """
+    # Runs saved before the schedules existed have no such fields: constant rates.
+    schedule = config.get("lr_schedule", "constant")
+    warmup = config.get("lr_warmup_steps", 0)
+    steps, n_dis = config.num_train_steps, config.n_dis
+    g = learning_rate(config.g_learning_rate, steps // n_dis, warmup // n_dis, schedule)
+    d = learning_rate(config.d_learning_rate, steps, warmup, schedule)
+    return g, d
+
+
+def has_lr_schedule(config: ml_collections.ConfigDict) -> bool:
+    """Whether the optimiser states carry a schedule counter (a checkpoint's layout)."""
+    return config.get("lr_schedule", "constant") != "constant" or bool(
+        config.get("lr_warmup_steps", 0)
+    )
+
+
+def _adam(
+    learning_rate: float | optax.Schedule, config: ml_collections.ConfigDict
+) -> optax.GradientTransformation:
     return optax.adam(learning_rate, b1=config.b1, b2=config.b2, eps=config.adam_eps)
 
 
@@ -166,6 +231,7 @@ def create_train_states(
     """
     generator, discriminator = make_models(config)
     spec = make_spec(config)
+    g_lr, d_lr = learning_rates(config)
     g_rng, d_rng = jax.random.split(rng)
     z = jnp.zeros((1, config.latent_dim), jnp.float32)
     x = jnp.zeros((1, config.image_size, config.image_size, config.channels), jnp.float32)
@@ -177,7 +243,7 @@ def create_train_states(
         params=g_vars["params"],
         batch_stats=g_vars.get("batch_stats", {}),
         ema_params=g_vars["params"] if spec.ema_decay else None,
-        tx=_adam(config.g_learning_rate, config),
+        tx=_adam(g_lr, config),
         model=generator,
         spec=spec,
     )
@@ -185,7 +251,7 @@ def create_train_states(
         apply_fn=discriminator.apply,
         params=d_vars["params"],
         batch_stats=d_vars.get("batch_stats", {}),
-        tx=_adam(config.d_learning_rate, config),
+        tx=_adam(d_lr, config),
         model=discriminator,
         spec=spec,
     )

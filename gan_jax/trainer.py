@@ -27,7 +27,14 @@ from absl import logging
 from gan_jax import checkpoint, fid_monitor, images, preflight, rundir
 from gan_jax.errors import ConfigError, NonFiniteError
 from gan_jax.parallel import Parallel, stack_batches
-from gan_jax.state import TrainState, create_train_states, make_models, make_spec, num_classes
+from gan_jax.state import (
+    TrainState,
+    create_train_states,
+    learning_rates,
+    make_models,
+    make_spec,
+    num_classes,
+)
 from gan_jax.step import class_grid_latents, generate_from_latent, sample_latent
 from gan_jax.stop import StopRequest
 from gan_jax.train_log import TrainLogger, say
@@ -49,6 +56,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     try:
         make_spec(config)
         make_models(config)
+        learning_rates(config)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     if config.channels not in (1, 3):

@@ -2,7 +2,8 @@
 exact resume through the trainer.
 
 Switches: the hinge, WGAN-GP and least-squares losses, lazy R1, n_dis, the
-generator EMA, DiffAugment, spectral norm and class-conditional training.
+generator EMA, DiffAugment, spectral norm, class-conditional training and the
+learning-rate schedules.
 
 * The step: `jax.jit(train_step)` on one device, a few steps of each switch: the
   EMA follows its ramped decay, n_dis holds the generator back, R1 is computed on
@@ -73,6 +74,8 @@ ALL_SWITCHES = {
         spectral_norm=True,
         conditional=True,
         num_classes=10,
+        lr_schedule="linear",
+        lr_warmup_steps=1,
     )
 }
 
@@ -173,6 +176,66 @@ def test_lazy_r1_is_computed_only_on_its_steps(tiny_config):
         penalties.append(float(m["r1_penalty"]))
     # D steps 0 and 2 (before their update) apply the penalty; step 1 does not.
     assert penalties[0] > 0 and penalties[1] == 0 and penalties[2] > 0
+
+
+def test_lr_warm_up_starts_from_zero(tiny_config):
+    tiny_config.update(dict(lr_schedule="linear", lr_warmup_steps=2, num_train_steps=8))
+    history, _ = _run(tiny_config, steps=2)
+    (g0, d0), (g1, d1), (g2, d2) = history
+
+    def same(a, b):
+        return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.all(x == y)), a, b)))
+
+    # Update 0 of the warm-up has learning rate 0; update 1 has half the base rate.
+    assert same(d0.params, d1.params) and same(g0.params, g1.params)
+    assert not same(d1.params, d2.params) and not same(g1.params, g2.params)
+
+
+def test_lr_schedules_span_each_optimisers_updates(tiny_config):
+    from gan_jax.state import learning_rates
+
+    tiny_config.update(dict(num_train_steps=100, n_dis=5, lr_warmup_steps=10))
+    tiny_config.update(dict(g_learning_rate=1e-4, d_learning_rate=4e-4))
+    for schedule in ("linear", "cosine"):
+        tiny_config.lr_schedule = schedule
+        g, d = learning_rates(tiny_config)
+        # G makes 20 updates (2 of warm-up), D 100 (10 of warm-up).
+        np.testing.assert_allclose([g(0), g(1), g(2), g(20)], [0, 5e-5, 1e-4, 0], atol=1e-9)
+        np.testing.assert_allclose([d(0), d(5), d(10), d(100)], [0, 2e-4, 4e-4, 0], atol=1e-9)
+        assert 0 < g(11) < 1e-4 and 0 < d(55) < 4e-4
+    np.testing.assert_allclose(float(d(55)), 2e-4, rtol=1e-5)  # cosine: half-way
+    tiny_config.update(dict(lr_schedule="constant", lr_warmup_steps=0))
+    assert learning_rates(tiny_config) == (1e-4, 4e-4)  # a float: no schedule state
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (dict(lr_schedule="step"), "unknown lr_schedule 'step'"),
+        (dict(lr_warmup_steps=4), "lr_warmup_steps must be at least 0 and below"),
+        (dict(lr_warmup_steps=-1), "lr_warmup_steps must be at least 0"),
+    ],
+)
+def test_bad_lr_schedules_are_clear_errors(tiny_config, overrides, message):
+    from gan_jax.errors import ConfigError
+    from gan_jax.trainer import validate_config
+
+    tiny_config.update(dict(num_train_steps=4, **overrides))
+    with pytest.raises(ConfigError, match=message):
+        validate_config(tiny_config)
+
+
+def test_a_run_without_schedule_does_not_resume_with_one(tiny_config):
+    from gan_jax.checkpoint import architecture, check_compatible
+    from gan_jax.errors import CheckpointError
+
+    saved = {"architecture": architecture(tiny_config)}
+    tiny_config.lr_schedule = "cosine"
+    with pytest.raises(CheckpointError, match="lr_schedule: checkpoint False vs config True"):
+        check_compatible(saved, tiny_config, "run")
+    del saved["architecture"]["lr_schedule"]  # a checkpoint from before the schedules
+    tiny_config.lr_schedule = "constant"
+    check_compatible(saved, tiny_config, "run")
 
 
 def test_invalid_switches_are_clear_errors(tiny_config):
